@@ -1,0 +1,54 @@
+"""Pure: every name other parts rely on — API group, annotations, headers, env vars.
+
+Defined once here so that the sidecar, the operator, the chart and the tests agree.
+"""
+
+from __future__ import annotations
+
+import re
+
+GROUP = "switchboard.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND_ROUTING_POLICY = "RoutingPolicy"
+KIND_FEATURE_BUDGET = "FeatureBudget"
+KIND_SIDECAR_CONFIG = "SidecarConfig"
+
+# Pod annotations (see DESIGN.md, "Pod injection").
+ANNOTATION_INJECT = f"{GROUP}/inject"
+ANNOTATION_POLICY = f"{GROUP}/policy"
+ANNOTATION_FEATURE = f"{GROUP}/feature"
+ANNOTATION_TEAM = f"{GROUP}/team"
+
+# Request headers the application may send.
+HEADER_FEATURE = "X-Switchboard-Feature"
+HEADER_TEAM = "X-Switchboard-Team"
+HEADER_TASK = "X-Switchboard-Task"
+HEADER_CLASS = "X-Switchboard-Class"
+HEADER_REGION = "X-Switchboard-Region"
+
+# Response headers the sidecar always sets.
+RESPONSE_PROVIDER = "x-switchboard-provider"
+RESPONSE_MODEL = "x-switchboard-model"
+RESPONSE_ROUTE = "x-switchboard-route"
+RESPONSE_COST = "x-switchboard-cost-usd"
+RESPONSE_CACHE = "x-switchboard-cache"
+RESPONSE_OVERHEAD = "x-switchboard-overhead-ms"
+RESPONSE_BUDGET = "x-switchboard-budget"
+RESPONSE_ATTEMPTS = "x-switchboard-attempts"
+
+# Environment of the sidecar process.
+ENV_FEATURE = "SWITCHBOARD_FEATURE"
+ENV_TEAM = "SWITCHBOARD_TEAM"
+ENV_NAMESPACE = "SWITCHBOARD_NAMESPACE"
+DEFAULT_PORT = 4000
+
+_NOT_ENV = re.compile(r"[^A-Z0-9]+")
+
+
+def provider_key_env(provider: str) -> str:
+    """The env var that holds a provider's key when it comes from a `secretKeyRef`.
+
+    The webhook creates it from the Secret; the sidecar reads it. `openai-eu` -> `SWITCHBOARD_KEY_OPENAI_EU`.
+    """
+    return "SWITCHBOARD_KEY_" + _NOT_ENV.sub("_", provider.upper()).strip("_")
