@@ -49,6 +49,7 @@ _NOT_ENV = re.compile(r"[^A-Z0-9]+")
 def provider_key_env(provider: str) -> str:
     """The env var that holds a provider's key when it comes from a `secretKeyRef`.
 
-    The webhook creates it from the Secret; the sidecar reads it. `openai-eu` -> `SWITCHBOARD_KEY_OPENAI_EU`.
+    The webhook creates it from the Secret; the sidecar reads it.
+    `openai-eu` -> `SWITCHBOARD_KEY_OPENAI_EU`.
     """
     return "SWITCHBOARD_KEY_" + _NOT_ENV.sub("_", provider.upper()).strip("_")

@@ -33,9 +33,7 @@ def _duplicates(names: Iterable[str]) -> set[str]:
     return dup
 
 
-def _target_problems(
-    path: str, targets: Sequence[Target], models: set[str]
-) -> Iterator[Problem]:
+def _target_problems(path: str, targets: Sequence[Target], models: set[str]) -> Iterator[Problem]:
     for i, target in enumerate(targets):
         if target.model not in models:
             yield Problem(f"{path}[{i}].model", f"unknown model {target.model!r}")
@@ -57,16 +55,25 @@ def policy_problems(spec: RoutingPolicySpec, root: str = "spec") -> list[Problem
             out.append(
                 Problem(f"{root}.models[{i}].provider", f"unknown provider {model.provider!r}")
             )
+    catch_all: dict[str, str] = {}
     for i, route in enumerate(spec.routes):
         path = f"{root}.routes[{i}]"
         out.extend(_target_problems(f"{path}.targets", route.targets, set(models)))
         out.extend(_target_problems(f"{path}.fallback", route.fallback, set(models)))
+        kinds = {
+            models[t.model].type for t in [*route.targets, *route.fallback] if t.model in models
+        }
+        if len(kinds) > 1:
+            out.append(Problem(f"{path}.targets", "a route mixes chat and embedding models"))
         if route.strategy == "weighted" and not any(t.weight for t in route.targets):
             out.append(Problem(f"{path}.targets", "weighted strategy needs a positive weight"))
-        if route.match is None and i != len(spec.routes) - 1:
+        kind = next(iter(kinds), "chat")
+        if kind in catch_all:
             out.append(
-                Problem(f"{path}.match", "a route without match catches everything; put it last")
+                Problem(path, f"unreachable: route {catch_all[kind]!r} before it has no match")
             )
+        if route.match is None:
+            catch_all.setdefault(kind, route.name)
         if route.match is not None:
             for j, glob in enumerate(route.match.requested_models or []):
                 try:

@@ -48,7 +48,7 @@ class SecretKeyRef(Spec):
 
 
 class ApiKeySource(Spec):
-    """Where a provider's API key comes from: a Secret (injected as env by the webhook) or an env var."""
+    """Where a provider's API key comes from: a Secret (handed over as env) or an env var."""
 
     secret_key_ref: SecretKeyRef | None = Field(
         default=None, description="Secret holding the key; the webhook hands it to the sidecar."
@@ -79,11 +79,10 @@ class Provider(Spec):
         pattern=r"^https?://[^\s]+$",
         description="Base URL of the API, including the version path (e.g. https://api.openai.com/v1).",
     )
-    api: Literal["openai"] = Field(
-        default="openai", description="Wire schema the provider speaks."
-    )
+    api: Literal["openai"] = Field(default="openai", description="Wire schema the provider speaks.")
     api_key: ApiKeySource | None = Field(
-        default=None, description="API key, sent as a Bearer token. Absent: no Authorization header."
+        default=None,
+        description="API key, sent as a Bearer token. Absent: no Authorization header.",
     )
     region: Label | None = Field(
         default=None, description="Data-residency tag of where this provider processes data."
@@ -125,8 +124,9 @@ class Price(Spec):
 class Model(Spec):
     """A model offered by a provider."""
 
-    name: Label = Field(description="Model id clients and routes use; sent upstream unless "
-                        "upstreamModel is set.")
+    name: Label = Field(
+        description="Model id clients and routes use; sent upstream unless upstreamModel is set."
+    )
     provider: Name = Field(description="Name of the provider serving it.")
     upstream_model: Label | None = Field(
         default=None, description="Model id sent to the provider, when it differs from name."

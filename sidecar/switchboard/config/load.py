@@ -58,7 +58,11 @@ def parse_documents(text: str, source: str = "<input>") -> list[tuple[str, Mappi
 
 
 def _document_label(label: str, doc: Mapping[str, Any]) -> str:
-    name = (doc.get("metadata") or {}).get("name") if isinstance(doc.get("metadata"), Mapping) else None
+    name = (
+        (doc.get("metadata") or {}).get("name")
+        if isinstance(doc.get("metadata"), Mapping)
+        else None
+    )
     return f"{label} {doc.get('kind', '?')}/{name}" if name else label
 
 
@@ -80,8 +84,10 @@ def config_from_documents(docs: Sequence[tuple[str, Mapping[str, Any]]]) -> Side
                 budgets.append((where, FeatureBudget.model_validate(doc)))
             else:
                 problems.append(
-                    Problem(f"{where}: kind", f"expected RoutingPolicy, FeatureBudget or "
-                            f"SidecarConfig, got {kind!r}")
+                    Problem(
+                        f"{where}: kind",
+                        f"expected RoutingPolicy, FeatureBudget or SidecarConfig, got {kind!r}",
+                    )
                 )
         except ValidationError as exc:
             problems.extend(problems_of(exc, f"{where}: "))

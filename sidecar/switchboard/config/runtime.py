@@ -65,6 +65,7 @@ class TargetRuntime:
 class RouteRuntime:
     spec: Route
     name: str
+    kind: str
     match: RouteMatch | None
     requested_model_pattern: re.Pattern[str] | None
     targets: tuple[TargetRuntime, ...]
@@ -78,6 +79,8 @@ class RuntimeConfig:
     providers: Mapping[str, ProviderRuntime]
     models: Mapping[str, ModelRuntime]
     routes: tuple[RouteRuntime, ...]
+    chat_routes: tuple[RouteRuntime, ...]
+    embedding_routes: tuple[RouteRuntime, ...]
     routes_by_name: Mapping[str, RouteRuntime]
     residency: Mapping[str, frozenset[str]]
     budgets: Mapping[str, FeatureBudgetSpec]
@@ -128,8 +131,10 @@ def compile_runtime(
         )
         if price is None:
             problems.append(
-                Problem(f"spec.models[{i}].price", f"{m.name!r} is not in the genai-prices "
-                        "catalog; set price")
+                Problem(
+                    f"spec.models[{i}].price",
+                    f"{m.name!r} is not in the genai-prices catalog; set price",
+                )
             )
             continue
         models[m.name] = ModelRuntime(
@@ -146,6 +151,7 @@ def compile_runtime(
         RouteRuntime(
             spec=r,
             name=r.name,
+            kind=models[r.targets[0].model].type,
             match=r.match,
             requested_model_pattern=_glob_pattern(r.match.requested_models if r.match else None),
             targets=tuple(TargetRuntime(models[t.model], t.weight) for t in r.targets),
@@ -159,6 +165,8 @@ def compile_runtime(
         providers=providers,
         models=models,
         routes=routes,
+        chat_routes=tuple(r for r in routes if r.kind == "chat"),
+        embedding_routes=tuple(r for r in routes if r.kind == "embedding"),
         routes_by_name={r.name: r for r in routes},
         residency={k: frozenset(v) for k, v in spec.data_residency.items()},
         budgets={b.name: b.spec for b in config.budgets},
