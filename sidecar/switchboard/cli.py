@@ -1,0 +1,120 @@
+"""Edge: the `switchboard` command. Each subcommand imports what it needs when it runs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from switchboard.api import names
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from switchboard.config.commands import validate
+
+    ok, lines = validate([Path(p) for p in args.files])
+    for line in lines:
+        print(line, file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
+
+
+def _render(args: argparse.Namespace) -> int:
+    from switchboard.config.load import ConfigError, load_config
+    from switchboard.config.render import config_text
+
+    try:
+        print(config_text(load_config(Path(args.file))), end="")
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    return 0
+
+
+def _sidecar(args: argparse.Namespace) -> int:
+    from switchboard.config.load import ConfigError
+    from switchboard.sidecar.app import run, settings_from
+
+    logging.basicConfig(
+        level=os.environ.get("SWITCHBOARD_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    settings = settings_from(
+        args.config,
+        env=os.environ,
+        host=args.host,
+        port=args.port,
+        metrics_port=args.metrics_port,
+        feature=args.feature,
+        team=args.team,
+        namespace=args.namespace,
+        reload_interval=args.reload_interval,
+    )
+    try:
+        run(settings)
+    except ConfigError as exc:
+        print(f"switchboard sidecar: cannot use {args.config}:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _mock_provider(args: argparse.Namespace) -> int:
+    from switchboard.mockprovider import main
+
+    return main(args.rest)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from switchboard.demo import main
+
+    return main(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="switchboard", description="Route, price and budget LLM API traffic."
+    )
+    sub = top.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check RoutingPolicy / FeatureBudget manifests")
+    p.add_argument("files", nargs="+", help="YAML files or directories")
+    p.set_defaults(func=_validate)
+
+    p = sub.add_parser("render", help="print the sidecar config rendered from manifests")
+    p.add_argument("file", help="a RoutingPolicy manifest, multi-document YAML or directory")
+    p.set_defaults(func=_render)
+
+    p = sub.add_parser("sidecar", help="run the OpenAI-compatible routing sidecar")
+    p.add_argument("--config", required=True, help="RoutingPolicy manifest, config or directory")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=names.DEFAULT_PORT)
+    p.add_argument("--metrics-port", type=int, default=None, help="also serve /metrics here")
+    p.add_argument("--feature", default=None, help=f"default: ${names.ENV_FEATURE}")
+    p.add_argument("--team", default=None, help=f"default: ${names.ENV_TEAM}")
+    p.add_argument("--namespace", default=None, help=f"default: ${names.ENV_NAMESPACE}")
+    p.add_argument("--reload-interval", type=float, default=1.0, help="seconds between checks")
+    p.set_defaults(func=_sidecar)
+
+    p = sub.add_parser("mock-provider", help="run the mock OpenAI-compatible provider")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_mock_provider)
+
+    p = sub.add_parser("demo", help="a local run: mock providers, the sidecar, a workload")
+    p.add_argument("--requests", type=int, default=120, help="requests in the workload")
+    p.set_defaults(func=_demo)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""Edge: the sidecar process — app factory, settings and the server loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import signal
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+from opentelemetry.sdk.trace import TracerProvider
+
+from switchboard.api import names
+from switchboard.ledger.base import SpendLedger
+from switchboard.ledger.memory import MemoryLedger
+from switchboard.pricing.catalog import catalog_price
+from switchboard.sidecar import handlers, reload
+from switchboard.sidecar.attribution import Identity
+from switchboard.sidecar.keys import DEPS
+from switchboard.sidecar.pipeline import Clock, Deps, RuntimeHolder, TargetBook
+from switchboard.sidecar.responsecache import ResponseCache
+from switchboard.sidecar.upstream import Upstream
+from switchboard.telemetry import spans
+from switchboard.telemetry.metrics import Metrics
+
+log = logging.getLogger("switchboard.sidecar")
+
+
+@dataclass(frozen=True)
+class SidecarSettings:
+    """Process settings (flags and env); the routing policy lives in the config file."""
+
+    config_path: Path
+    host: str = "127.0.0.1"
+    port: int = names.DEFAULT_PORT
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int | None = None
+    feature: str | None = None
+    team: str | None = None
+    namespace: str = "default"
+    reload_interval: float = 1.0
+    shutdown_timeout: float = 30.0
+
+
+def create_app(
+    settings: SidecarSettings,
+    *,
+    config_source: reload.ConfigSource,
+    ledger: SpendLedger | None = None,
+    clock: Clock | None = None,
+    rng: random.Random | None = None,
+    tracer_provider: TracerProvider | None = None,
+    metrics: Metrics | None = None,
+) -> web.Application:
+    """The sidecar application; raises ConfigError when the initial config is unusable."""
+    runtime = config_source.load()
+    metrics = metrics or Metrics()
+    reload.publish(runtime, metrics, None)
+    clock = clock or Clock()
+    deps = Deps(
+        holder=RuntimeHolder(runtime),
+        identity=Identity(settings.namespace, settings.feature, settings.team),
+        upstream=Upstream(),
+        metrics=metrics,
+        tracer=spans.tracer_from(tracer_provider),
+        ledger=ledger or MemoryLedger(),
+        cache=ResponseCache(clock.monotonic),
+        targets=TargetBook(metrics),
+        clock=clock,
+        rng=rng or random.Random(),
+    )
+    app = web.Application(middlewares=[handlers.openai_errors], client_max_size=1024**3)
+    app[DEPS] = deps
+    handlers.add_routes(app)
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        watcher = asyncio.create_task(
+            reload.watch(config_source, deps.holder, metrics, settings.reload_interval)
+        )
+        yield
+        watcher.cancel()
+        await deps.upstream.close()
+        await deps.ledger.close()
+        if tracer_provider is not None:
+            tracer_provider.shutdown()
+
+    app.cleanup_ctx.append(resources)
+    return app
+
+
+def _metrics_app(main: web.Application) -> web.Application:
+    app = web.Application()
+    app[DEPS] = main[DEPS]
+    app.router.add_get("/metrics", handlers.metrics)
+    app.router.add_get("/healthz", handlers.healthz)
+    app.router.add_get("/readyz", handlers.readyz)
+    return app
+
+
+async def serve(settings: SidecarSettings, env: Mapping[str, str]) -> None:
+    """Run the sidecar until SIGTERM or SIGINT; in-flight requests get `shutdown_timeout`."""
+    source = reload.ConfigSource(settings.config_path, env, catalog_price)
+    app = create_app(
+        settings, config_source=source, tracer_provider=spans.tracer_provider_from_env(env)
+    )
+    runner = web.AppRunner(
+        app, handler_cancellation=True, access_log=None, shutdown_timeout=settings.shutdown_timeout
+    )
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.port, reuse_address=True).start()
+    extra: web.AppRunner | None = None
+    if settings.metrics_port is not None:
+        extra = web.AppRunner(_metrics_app(app), access_log=None)
+        await extra.setup()
+        await web.TCPSite(extra, settings.metrics_host, settings.metrics_port).start()
+    runtime = app[DEPS].holder.current
+    host, port = runner.addresses[0][:2]
+    print(
+        f"switchboard sidecar listening on http://{host}:{port} "
+        f"(policy {runtime.config.policy}, config {runtime.hash})",
+        flush=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    if extra is not None:
+        await extra.cleanup()
+    await runner.cleanup()
+
+
+def settings_from(
+    config: str,
+    *,
+    env: Mapping[str, str],
+    host: str,
+    port: int,
+    metrics_port: int | None,
+    feature: str | None,
+    team: str | None,
+    namespace: str | None,
+    reload_interval: float,
+) -> SidecarSettings:
+    return SidecarSettings(
+        config_path=Path(config),
+        host=host,
+        port=port,
+        metrics_port=metrics_port,
+        feature=feature or env.get(names.ENV_FEATURE) or None,
+        team=team or env.get(names.ENV_TEAM) or None,
+        namespace=namespace or env.get(names.ENV_NAMESPACE) or "default",
+        reload_interval=reload_interval,
+    )
+
+
+def run(settings: SidecarSettings) -> None:
+    """Blocking entry point, on uvloop."""
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve(settings, os.environ))

@@ -1,0 +1,85 @@
+"""Pure: relaying an upstream SSE stream to the client, event by event, without re-serialising.
+
+`StreamTally` follows what has passed (usage, output chunks, text when asked for) and `relay`
+decides which raw event bytes go to the client as they come: everything except the usage-only
+chunk (kept aside: the pipeline forwards it at the end only to clients that asked for it) and
+`[DONE]`, which the pipeline writes itself after the cost comment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import orjson
+
+from switchboard.pricing.cost import Usage, format_usd
+from switchboard.providers.openai_compat import parse_stream_event
+from switchboard.providers.sse import SSEEvent
+
+DONE_EVENT = b"data: [DONE]\n\n"
+
+
+@dataclass(slots=True)
+class StreamTally:
+    """What a stream has delivered so far."""
+
+    keep_text: bool
+    usage: Usage | None = None
+    usage_event: bytes | None = None
+    output_chunks: int = 0
+    events: int = 0
+    done: bool = False
+    response_model: str | None = None
+    text_parts: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.text_parts)
+
+    def billed_usage(self, prompt_estimate: int) -> tuple[Usage, bool]:
+        """Reported usage, or an estimate (prompt estimate + one token per output chunk)."""
+        if self.usage is not None:
+            return self.usage, False
+        return Usage(input_tokens=prompt_estimate, output_tokens=self.output_chunks), True
+
+
+def relay(events: Iterable[SSEEvent], tally: StreamTally) -> bytes:
+    """The bytes of `events` to forward as they come; the usage-only chunk is kept aside."""
+    out: list[bytes] = []
+    for event in events:
+        if tally.done:
+            break
+        if event.data is None:
+            out.append(event.raw)
+            continue
+        chunk = parse_stream_event(event.data)
+        tally.events += 1
+        if chunk.done:
+            tally.done = True
+            break
+        if chunk.usage is not None:
+            tally.usage = chunk.usage
+        if chunk.response_model and tally.response_model is None:
+            tally.response_model = chunk.response_model
+        if chunk.text:
+            tally.output_chunks += 1
+            if tally.keep_text:
+                tally.text_parts.append(chunk.text)
+        if chunk.usage_only:
+            tally.usage_event = event.raw
+            continue
+        out.append(event.raw)
+    return b"".join(out)
+
+
+def cost_comment(cost: Decimal) -> bytes:
+    """An SSE comment carrying the stream's cost (clients ignore comments)."""
+    return f": x-switchboard-cost-usd={format_usd(cost)}\n\n".encode()
+
+
+def error_event(message: str, type_: str = "upstream_stream_error") -> bytes:
+    """The explicit error a client gets when the upstream stream breaks after the first byte."""
+    payload = {"error": {"message": message, "type": type_, "param": None, "code": None}}
+    return b"data: " + orjson.dumps(payload) + b"\n\n"

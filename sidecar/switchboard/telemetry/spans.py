@@ -1,0 +1,74 @@
+"""Edge: OpenTelemetry tracing of the sidecar — the tracer, trace continuation, span names.
+
+Export is configured by the standard OTEL_* environment variables: with no exporter configured
+the tracer is a no-op and costs next to nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.propagate import extract
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+
+TRACER_NAME = "switchboard.sidecar"
+
+# GenAI semantic conventions and Switchboard's own attributes.
+OPERATION = "gen_ai.operation.name"
+PROVIDER = "gen_ai.provider.name"
+REQUEST_MODEL = "gen_ai.request.model"
+RESPONSE_MODEL = "gen_ai.response.model"
+INPUT_TOKENS = "gen_ai.usage.input_tokens"
+OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+COST = "switchboard.cost_usd"
+FEATURE = "switchboard.feature"
+TEAM = "switchboard.team"
+ROUTE = "switchboard.route"
+CACHE = "switchboard.cache"
+ATTEMPT = "switchboard.attempt"
+ERROR_KIND = "error.type"
+PROMPT = "gen_ai.input.messages"
+COMPLETION = "gen_ai.output.messages"
+
+
+def tracer_provider_from_env(
+    env: Mapping[str, str], service_name: str = "switchboard-sidecar"
+) -> TracerProvider | None:
+    """An SDK provider exporting over OTLP/HTTP with batching when OTEL_* asks for it, else None."""
+    exporter = env.get("OTEL_TRACES_EXPORTER", "otlp" if _otlp_endpoint(env) else "none")
+    if exporter.strip().lower() in ("none", "") or env.get("OTEL_SDK_DISABLED") == "true":
+        return None
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    resource = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME", service_name)})
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    return provider
+
+
+def _otlp_endpoint(env: Mapping[str, str]) -> str | None:
+    return env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+
+
+def tracer_from(provider: trace.TracerProvider | None) -> trace.Tracer:
+    """The sidecar's tracer; a no-op one when there is no provider."""
+    if provider is None:
+        return trace.NoOpTracer()
+    return provider.get_tracer(TRACER_NAME)
+
+
+def incoming_context(headers: Mapping[str, str]) -> Context | None:
+    """The trace context a request carries (W3C traceparent), if any."""
+    if "traceparent" not in headers:
+        return None
+    return extract(headers)
+
+
+def default_env() -> Mapping[str, str]:
+    """Edge: the process environment, for `tracer_provider_from_env`."""
+    return os.environ
