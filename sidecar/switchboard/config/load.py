@@ -108,8 +108,8 @@ def config_from_documents(docs: Sequence[tuple[str, Mapping[str, Any]]]) -> Side
         where, policy = policies[0]
         config = render_sidecar_config(policy, [b for _, b in budgets])
         problems = policy_problems(policy.spec, f"{where}: spec")
-        for bwhere, budget in budgets:
-            problems += budget_problems(budget.spec, policy.spec, f"{bwhere}: spec")
+        for bwhere, feature_budget in budgets:
+            problems += budget_problems(feature_budget.spec, policy.spec, f"{bwhere}: spec")
     if problems:
         raise ConfigError(problems)
     return config

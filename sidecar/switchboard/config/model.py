@@ -26,7 +26,7 @@ class SidecarConfig(Spec):
     """Everything a sidecar needs: the policy and the budgets beside it."""
 
     kind: Literal["SidecarConfig"] = "SidecarConfig"
-    version: Literal[1] = CONFIG_VERSION
+    version: Literal[1] = 1
     policy: Name = Field(description="Name of the RoutingPolicy it was rendered from.")
     namespace: Label | None = Field(default=None, description="Namespace of that policy.")
     spec: RoutingPolicySpec

@@ -189,7 +189,7 @@ def error_response(
 
 def backoff_seconds(retry: Retry, attempt: int, rng: random.Random) -> float:
     """Exponential backoff with jitter before retry number `attempt` (1-based)."""
-    step = min(retry.max_backoff_ms, retry.backoff_ms * 2 ** (attempt - 1)) / 1000
+    step: float = min(retry.max_backoff_ms, retry.backoff_ms * 2 ** (attempt - 1)) / 1000
     return step * (0.5 + rng.random() / 2)
 
 

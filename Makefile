@@ -1,0 +1,38 @@
+# Switchboard developer entry points. Everything runs from the project's own virtualenv.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test lint typecheck unit integration bench clean
+
+$(BIN)/.installed: pyproject.toml
+	scripts/install-deps
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+setup: $(BIN)/.installed ## create .venv and install Switchboard with its test tools
+
+demo: setup ## a real local run: mock providers, the sidecar, a workload, the cost table
+	$(BIN)/switchboard demo
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+typecheck: setup
+	$(BIN)/mypy -p switchboard
+
+unit: setup
+	$(BIN)/pytest tests/unit -q
+
+test: lint typecheck ## everything CI runs
+	$(BIN)/pytest -q
+
+bench: setup ## sidecar vs direct vs LiteLLM, see bench/README.md
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
