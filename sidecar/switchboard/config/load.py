@@ -30,8 +30,8 @@ class ConfigError(Exception):
         super().__init__("; ".join(str(p) for p in self.problems))
 
 
-def _loc(prefix: str, loc: Iterable[int | str]) -> str:
-    path = prefix
+def _dotted(loc: Iterable[int | str]) -> str:
+    path = ""
     for part in loc:
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
     return path
@@ -39,7 +39,7 @@ def _loc(prefix: str, loc: Iterable[int | str]) -> str:
 
 def problems_of(error: ValidationError, prefix: str) -> list[Problem]:
     """pydantic errors as problems with dotted paths."""
-    return [Problem(_loc(prefix, e["loc"]) or "(document)", e["msg"]) for e in error.errors()]
+    return [Problem(prefix + (_dotted(e["loc"]) or "(document)"), e["msg"]) for e in error.errors()]
 
 
 def parse_documents(text: str, source: str = "<input>") -> list[tuple[str, Mapping[str, Any]]]:

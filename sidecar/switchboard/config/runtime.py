@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from switchboard.api.problems import Problem
 from switchboard.api.v1alpha1 import FeatureBudgetSpec, Route, RouteMatch
 from switchboard.config.load import ConfigError
-from switchboard.config.model import SidecarConfig
+from switchboard.config.model import BudgetConfig, SidecarConfig
 from switchboard.config.render import config_hash, config_text
 from switchboard.pricing.catalog import override_price
 from switchboard.pricing.cost import UnitPrice
@@ -84,6 +84,7 @@ class RuntimeConfig:
     routes_by_name: Mapping[str, RouteRuntime]
     residency: Mapping[str, frozenset[str]]
     budgets: Mapping[str, FeatureBudgetSpec]
+    feature_budgets: Mapping[str, tuple[BudgetConfig, ...]]
 
     def allowed_regions(self, user_region: str | None) -> frozenset[str] | None:
         """Provider regions a request from `user_region` may reach; None means unrestricted."""
@@ -170,4 +171,8 @@ def compile_runtime(
         routes_by_name={r.name: r for r in routes},
         residency={k: frozenset(v) for k, v in spec.data_residency.items()},
         budgets={b.name: b.spec for b in config.budgets},
+        feature_budgets={
+            feature: tuple(b for b in config.budgets if b.spec.feature == feature)
+            for feature in {b.spec.feature for b in config.budgets}
+        },
     )

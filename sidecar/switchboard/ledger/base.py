@@ -1,12 +1,19 @@
-"""Pure: what the spend ledger stores and the protocol every backend implements."""
+"""Pure: what the spend ledger stores and the protocol every backend implements.
+
+Every priced upstream attempt becomes one `SpendRecord`. A backend adds it exactly once (by
+`id`) to the daily, weekly and monthly window of `record.at`, per namespace and feature, with a
+breakdown per team, provider and model.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from switchboard.budget.periods import Window
 from switchboard.pricing.cost import Usage
 
 
@@ -28,17 +35,38 @@ class SpendRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class SpendTotals:
+class Totals:
+    """Spend of one slice of a window."""
+
     cost: Decimal = Decimal(0)
     requests: int = 0
     usage: Usage = field(default_factory=Usage)
+
+    def plus(self, cost: Decimal, usage: Usage, requests: int = 1) -> Totals:
+        return Totals(self.cost + cost, self.requests + requests, self.usage + usage)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowTotals:
+    """Spend of a feature in one window, whole and per `team/provider/model`."""
+
+    total: Totals = field(default_factory=Totals)
+    by_model: Mapping[str, Totals] = field(default_factory=dict)
+
+
+def breakdown_key(record: SpendRecord) -> str:
+    """The per-model slice a record belongs to."""
+    return f"{record.team}/{record.provider}/{record.model}"
 
 
 class SpendLedger(Protocol):
     """Where spend is recorded and read back."""
 
-    async def record(self, record: SpendRecord) -> None: ...
+    async def record(self, record: SpendRecord) -> None:
+        """Add `record` once; never raises because the store is unreachable."""
 
-    async def feature_totals(self, namespace: str, feature: str) -> SpendTotals: ...
+    async def totals(self, namespace: str, feature: str, window: Window) -> WindowTotals:
+        """What `feature` spent in `window`, read from the store now."""
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Deliver what is pending where possible and release connections."""

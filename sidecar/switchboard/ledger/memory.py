@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
-from switchboard.ledger.base import SpendRecord, SpendTotals
+from switchboard.budget.periods import PERIODS, Window, window_of
+from switchboard.ledger.base import SpendRecord, Totals, WindowTotals, breakdown_key
 
 
 class MemoryLedger:
-    """Spend per (namespace, feature), kept in this process."""
+    """Spend per (namespace, feature, window), kept in this process.
+
+    Records reach it straight from the pipeline, once each, so it keeps no ids: replays (and
+    de-duplication) exist only where a store can be unreachable, in the Redis ledger.
+    """
 
     def __init__(self) -> None:
-        self._totals: dict[tuple[str, str], SpendTotals] = {}
+        self._windows: dict[tuple[str, str, str], WindowTotals] = {}
 
     async def record(self, record: SpendRecord) -> None:
-        key = (record.namespace, record.feature)
-        old = self._totals.get(key, SpendTotals())
-        self._totals[key] = SpendTotals(
-            old.cost + record.cost, old.requests + 1, old.usage + record.usage
-        )
+        slice_key = breakdown_key(record)
+        for period in PERIODS:
+            key = (record.namespace, record.feature, window_of(period, record.at).label)
+            old = self._windows.get(key, WindowTotals())
+            by_model = dict(old.by_model)
+            by_model[slice_key] = by_model.get(slice_key, Totals()).plus(record.cost, record.usage)
+            self._windows[key] = WindowTotals(old.total.plus(record.cost, record.usage), by_model)
 
-    async def feature_totals(self, namespace: str, feature: str) -> SpendTotals:
-        return self._totals.get((namespace, feature), SpendTotals())
+    async def totals(self, namespace: str, feature: str, window: Window) -> WindowTotals:
+        return self._windows.get((namespace, feature, window.label), WindowTotals())
 
     async def close(self) -> None:
         return None

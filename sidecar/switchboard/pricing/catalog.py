@@ -30,7 +30,9 @@ def catalog_price(model: str, provider_id: str | None) -> UnitPrice | None:
     """The catalog's price of `model` (at `provider_id` when the catalog knows it), or None."""
     for pid in (provider_id, None) if provider_id else (None,):
         try:
-            found = calc_price(CatalogUsage(input_tokens=0, output_tokens=0), model, provider_id=pid)
+            found = calc_price(
+                CatalogUsage(input_tokens=0, output_tokens=0), model, provider_id=pid
+            )
         except LookupError:
             continue
         price = found.model_price

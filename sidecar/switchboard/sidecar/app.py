@@ -20,6 +20,7 @@ from switchboard.ledger.memory import MemoryLedger
 from switchboard.pricing.catalog import catalog_price
 from switchboard.sidecar import handlers, reload
 from switchboard.sidecar.attribution import Identity
+from switchboard.sidecar.budgets import BudgetTracker
 from switchboard.sidecar.keys import DEPS
 from switchboard.sidecar.pipeline import Clock, Deps, RuntimeHolder, TargetBook
 from switchboard.sidecar.responsecache import ResponseCache
@@ -43,6 +44,7 @@ class SidecarSettings:
     team: str | None = None
     namespace: str = "default"
     reload_interval: float = 1.0
+    budget_refresh: float = 0.5
     shutdown_timeout: float = 30.0
 
 
@@ -61,15 +63,17 @@ def create_app(
     metrics = metrics or Metrics()
     reload.publish(runtime, metrics, None)
     clock = clock or Clock()
+    ledger = ledger or MemoryLedger()
     deps = Deps(
         holder=RuntimeHolder(runtime),
         identity=Identity(settings.namespace, settings.feature, settings.team),
         upstream=Upstream(),
         metrics=metrics,
         tracer=spans.tracer_from(tracer_provider),
-        ledger=ledger or MemoryLedger(),
+        ledger=ledger,
         cache=ResponseCache(clock.monotonic),
         targets=TargetBook(metrics),
+        budgets=BudgetTracker(ledger, settings.namespace, metrics, clock.now),
         clock=clock,
         rng=rng or random.Random(),
     )
@@ -78,11 +82,17 @@ def create_app(
     handlers.add_routes(app)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        watcher = asyncio.create_task(
-            reload.watch(config_source, deps.holder, metrics, settings.reload_interval)
-        )
+        tasks = [
+            asyncio.create_task(
+                reload.watch(config_source, deps.holder, metrics, settings.reload_interval)
+            ),
+            asyncio.create_task(
+                deps.budgets.refresh_forever(lambda: deps.holder.current, settings.budget_refresh)
+            ),
+        ]
         yield
-        watcher.cancel()
+        for task in tasks:
+            task.cancel()
         await deps.upstream.close()
         await deps.ledger.close()
         if tracer_provider is not None:

@@ -26,6 +26,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from switchboard.api import names
 from switchboard.api.v1alpha1 import Retry
+from switchboard.budget.decide import ALLOW, BudgetDecision
 from switchboard.cache.keys import cache_key, cacheable
 from switchboard.config.runtime import ModelRuntime, RouteRuntime, RuntimeConfig
 from switchboard.ledger.base import SpendLedger, SpendRecord
@@ -43,8 +44,9 @@ from switchboard.routing.breaker import (
 )
 from switchboard.routing.match import RequestFacts, match_route
 from switchboard.routing.quality import quality_failure
-from switchboard.routing.strategies import Plan, plan_attempts
+from switchboard.routing.strategies import Plan, expected_cost, plan_attempts
 from switchboard.sidecar.attribution import Identity, request_facts
+from switchboard.sidecar.budgets import BudgetTracker
 from switchboard.sidecar.responsecache import CachedResponse, ResponseCache
 from switchboard.sidecar.streaming import (
     DONE_EVENT,
@@ -57,6 +59,7 @@ from switchboard.sidecar.upstream import Upstream, error_of_exception
 from switchboard.telemetry import spans
 from switchboard.telemetry.metrics import BREAKER_STATE_VALUE, Metrics
 
+BUDGET_HEADER = {"alert": "warning", "downgrade": "downgraded"}
 PATHS: Mapping[Endpoint, str] = {"chat": "/chat/completions", "embeddings": "/embeddings"}
 UPSTREAM_FAILURES = (TimeoutError, aiohttp.ClientError, OSError)
 
@@ -120,6 +123,7 @@ class Deps:
     ledger: SpendLedger
     cache: ResponseCache
     targets: TargetBook
+    budgets: BudgetTracker
     clock: Clock
     rng: random.Random
 
@@ -139,6 +143,9 @@ class Call:
     upstream_seconds: float = 0.0
     attempts: int = 0
     spent: Decimal = ZERO
+    held: Decimal = ZERO
+    budget: BudgetDecision = ALLOW
+    blocked: BudgetDecision | None = None
     failures: list[tuple[ModelRuntime, oai.UpstreamError]] = field(default_factory=list)
 
     @property
@@ -265,7 +272,10 @@ async def run(request: web.Request, endpoint: Endpoint, deps: Deps) -> web.Strea
         },
     ) as span:
         call = Call(endpoint, body, runtime, facts, route, stream, started, span)
-        response = await _serve(request, call, deps)
+        try:
+            response = await _serve(request, call, deps)
+        finally:
+            _release(call, deps)
         span.set_attribute(spans.COST, float(call.spent))
         if response.status >= 400:
             span.set_status(Status(StatusCode.ERROR))
@@ -290,6 +300,16 @@ async def _serve(request: web.Request, call: Call, deps: Deps) -> web.StreamResp
             return await _serve_cached(request, call, deps, hit)
         cache_state = "miss"
     call.span.set_attribute(spans.CACHE, cache_state)
+    estimate = max(expected_cost(t.model, call.facts) for t in (*route.targets, *route.fallback))
+    call.budget = await deps.budgets.check(call.runtime, call.facts.feature, estimate)
+    if call.budget.action == "block":
+        return _budget_blocked(call, call.budget, deps)
+    override = None
+    if call.budget.action == "downgrade" and call.budget.downgrade_to:
+        target = call.budget.downgrade_to
+        override = call.runtime.models.get(target)
+        if override is None:
+            route = call.route = call.runtime.routes_by_name[target]
     plan = plan_attempts(
         route,
         call.facts,
@@ -298,6 +318,7 @@ async def _serve(request: web.Request, call: Call, deps: Deps) -> web.StreamResp
         latency=deps.targets.latency,
         now=deps.clock.monotonic(),
         rng=deps.rng,
+        override_model=override,
     )
     if not plan.steps:
         return _no_target(call, plan, deps)
@@ -307,6 +328,8 @@ async def _serve(request: web.Request, call: Call, deps: Deps) -> web.StreamResp
         model = step.model
         last = index == len(plan.steps) - 1
         outcome = await _try_target(call, model, deps)
+        if outcome is None:
+            continue
         if isinstance(outcome, oai.UpstreamError):
             call.failures.append((model, outcome))
             if outcome.kind == "client":
@@ -335,6 +358,8 @@ async def _serve(request: web.Request, call: Call, deps: Deps) -> web.StreamResp
                 continue
             return await _replay_stream(request, call, model, tally, data, deps)
         return await _pipe_stream(request, call, model, outcome, cache_state, key, deps)
+    if call.blocked is not None:
+        return _budget_blocked(call, call.blocked, deps)
     return _all_failed(call, deps)
 
 
@@ -350,8 +375,11 @@ def _estimate(call: Call, answer: Answer) -> Usage:
     return Usage(input_tokens=call.facts.prompt_tokens, output_tokens=output)
 
 
-async def _try_target(call: Call, model: ModelRuntime, deps: Deps) -> Outcome:
-    """Up to `retry.attempts` tries of one target; a 429 or an open breaker moves on at once."""
+async def _try_target(call: Call, model: ModelRuntime, deps: Deps) -> Outcome | None:
+    """Up to `retry.attempts` tries of one target; a 429 or an open breaker moves on at once.
+
+    None: the budget does not allow another paid attempt at this model.
+    """
     retry = call.route.spec.retry
     provider = model.provider
     error: oai.UpstreamError | None = None
@@ -377,17 +405,28 @@ async def _try_target(call: Call, model: ModelRuntime, deps: Deps) -> Outcome:
             delay = backoff_seconds(retry, attempt - 1, deps.rng)
             call.upstream_seconds += delay
             await asyncio.sleep(delay)
+        cap = expected_cost(model, call.facts)
+        verdict = deps.budgets.admit(call.runtime, call.facts.feature, cap)
+        if verdict.action == "block":
+            call.blocked = verdict
+            return error
+        call.held = cap
         call.attempts += 1
         outcome = await _attempt(call, model, deps)
         if not isinstance(outcome, oai.UpstreamError):
             return outcome
+        _release(call, deps)
         error = outcome
         deps.metrics.upstream_errors.labels(provider.name, model.name, error.kind).inc()
         deps.targets.failed(model, error, call.runtime, deps.clock.monotonic())
         if not error.retryable or error.kind == "rate_limited":
             break
-    assert error is not None
     return error
+
+
+def _release(call: Call, deps: Deps) -> None:
+    deps.budgets.release(call.facts.feature, call.held)
+    call.held = ZERO
 
 
 async def _attempt(call: Call, model: ModelRuntime, deps: Deps) -> Outcome:
@@ -492,11 +531,14 @@ async def _charge(
     """Price one paid attempt and record it: metrics, span total and the ledger."""
     cost = cost_of(usage, model.price)
     call.spent += cost
+    at = deps.clock.now()
     deps.metrics.record_call(call.labels(model), usage, cost)
+    deps.budgets.spent(call.runtime, call.facts.feature, cost, at)
+    _release(call, deps)
     await deps.ledger.record(
         SpendRecord(
             id=uuid.uuid4().hex,
-            at=deps.clock.now(),
+            at=at,
             namespace=deps.identity.namespace,
             feature=call.facts.feature,
             team=call.team,
@@ -530,6 +572,8 @@ def _headers(
     }
     if cost is not None:
         headers[names.RESPONSE_COST] = format_usd(cost)
+    if call.budget.action in BUDGET_HEADER:
+        headers[names.RESPONSE_BUDGET] = BUDGET_HEADER[call.budget.action]
     return headers
 
 
@@ -606,6 +650,40 @@ def _no_target(call: Call, plan: Plan, deps: Deps) -> web.Response:
         "service_unavailable",
         code="no_healthy_target",
         headers={"Retry-After": str(wait)},
+    )
+
+
+def _budget_blocked(call: Call, decision: BudgetDecision, deps: Deps) -> web.Response:
+    """429 naming the budget, its limit and when its period ends (Retry-After)."""
+    _count(call, "", "", 429, deps)
+    end = decision.period_end
+    wait = 60 if end is None else max(1, math.ceil((end - deps.clock.now()).total_seconds()))
+    limit = format_usd(decision.limit) if decision.limit is not None else "?"
+    message = (
+        f"feature {call.facts.feature!r} reached {decision.percent}% of budget "
+        f"{decision.budget!r} ({limit} USD per {decision.period} period); "
+        f"the period ends {end.isoformat() if end else 'later'}"
+    )
+    payload = {
+        "error": {
+            "message": message,
+            "type": "budget_exceeded",
+            "param": None,
+            "code": "budget_exceeded",
+            "budget": decision.budget,
+            "feature": call.facts.feature,
+            "limitUSD": limit,
+            "period": decision.period,
+            "periodEnd": end.isoformat() if end else None,
+        }
+    }
+    headers = {
+        "Retry-After": str(wait),
+        names.RESPONSE_BUDGET: "blocked",
+        names.RESPONSE_ROUTE: call.route.name,
+    }
+    return web.Response(
+        status=429, body=orjson.dumps(payload), content_type="application/json", headers=headers
     )
 
 
