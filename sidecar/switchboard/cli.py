@@ -52,6 +52,7 @@ def _sidecar(args: argparse.Namespace) -> int:
         team=args.team,
         namespace=args.namespace,
         reload_interval=args.reload_interval,
+        outbox=args.outbox,
     )
     try:
         run(settings)
@@ -73,6 +74,22 @@ def _demo(args: argparse.Namespace) -> int:
     from switchboard.demo import main
 
     return main(args)
+
+
+def _budgets(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from switchboard.ledger.commands import budgets
+
+    try:
+        now = datetime.fromisoformat(args.at) if args.at else datetime.now(UTC)
+    except ValueError:
+        print(f"switchboard budgets: --at {args.at!r} is not an ISO 8601 time", file=sys.stderr)
+        return 2
+    ok, lines = budgets(Path(args.config), args.ledger, now, namespace=args.namespace)
+    for line in lines:
+        print(line, file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
 
 
 def parser() -> argparse.ArgumentParser:
@@ -98,6 +115,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--team", default=None, help=f"default: ${names.ENV_TEAM}")
     p.add_argument("--namespace", default=None, help=f"default: ${names.ENV_NAMESPACE}")
     p.add_argument("--reload-interval", type=float, default=1.0, help="seconds between checks")
+    p.add_argument(
+        "--outbox",
+        default=None,
+        help="file holding ledger records while Redis is unreachable "
+        "(default: $SWITCHBOARD_OUTBOX or /tmp/switchboard/outbox.jsonl)",
+    )
     p.set_defaults(func=_sidecar)
 
     p = sub.add_parser("mock-provider", help="run the mock OpenAI-compatible provider")
@@ -107,6 +130,13 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="a local run: mock providers, the sidecar, a workload")
     p.add_argument("--requests", type=int, default=120, help="requests in the workload")
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("budgets", help="each budget's spend in its current period, from the ledger")
+    p.add_argument("--config", required=True, help="RoutingPolicy + FeatureBudgets (file or dir)")
+    p.add_argument("--ledger", default=None, help="redis://... (default: the policy's redisURL)")
+    p.add_argument("--namespace", default=None, help="default: the policy's namespace")
+    p.add_argument("--at", default=None, help="ISO 8601 time whose periods to show (default: now)")
+    p.set_defaults(func=_budgets)
     return top
 
 

@@ -62,6 +62,9 @@ def breakdown_key(record: SpendRecord) -> str:
 class SpendLedger(Protocol):
     """Where spend is recorded and read back."""
 
+    async def start(self) -> None:
+        """Begin background work (outbox replay); called once the event loop runs."""
+
     async def record(self, record: SpendRecord) -> None:
         """Add `record` once; never raises because the store is unreachable."""
 

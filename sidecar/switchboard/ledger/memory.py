@@ -16,6 +16,9 @@ class MemoryLedger:
     def __init__(self) -> None:
         self._windows: dict[tuple[str, str, str], WindowTotals] = {}
 
+    async def start(self) -> None:
+        return None
+
     async def record(self, record: SpendRecord) -> None:
         slice_key = breakdown_key(record)
         for period in PERIODS:

@@ -16,7 +16,8 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from switchboard.api import names
 from switchboard.ledger.base import SpendLedger
-from switchboard.ledger.memory import MemoryLedger
+from switchboard.ledger.factory import open_ledger
+from switchboard.ledger.leases import RedisLeases
 from switchboard.pricing.catalog import catalog_price
 from switchboard.sidecar import handlers, reload
 from switchboard.sidecar.attribution import Identity
@@ -45,6 +46,7 @@ class SidecarSettings:
     namespace: str = "default"
     reload_interval: float = 1.0
     budget_refresh: float = 0.5
+    outbox: Path = Path("/tmp/switchboard/outbox.jsonl")
     shutdown_timeout: float = 30.0
 
 
@@ -63,7 +65,10 @@ def create_app(
     metrics = metrics or Metrics()
     reload.publish(runtime, metrics, None)
     clock = clock or Clock()
-    ledger = ledger or MemoryLedger()
+    redis_url = runtime.config.spec.ledger.redis_url
+    if ledger is None:
+        ledger = open_ledger(redis_url, settings.outbox)
+    leases = RedisLeases(redis_url) if redis_url else None
     deps = Deps(
         holder=RuntimeHolder(runtime),
         identity=Identity(settings.namespace, settings.feature, settings.team),
@@ -73,7 +78,7 @@ def create_app(
         ledger=ledger,
         cache=ResponseCache(clock.monotonic),
         targets=TargetBook(metrics),
-        budgets=BudgetTracker(ledger, settings.namespace, metrics, clock.now),
+        budgets=BudgetTracker(ledger, settings.namespace, metrics, clock.now, leases=leases),
         clock=clock,
         rng=rng or random.Random(),
     )
@@ -82,6 +87,7 @@ def create_app(
     handlers.add_routes(app)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
+        await deps.ledger.start()
         tasks = [
             asyncio.create_task(
                 reload.watch(config_source, deps.holder, metrics, settings.reload_interval)
@@ -93,6 +99,7 @@ def create_app(
         yield
         for task in tasks:
             task.cancel()
+        await deps.budgets.close()
         await deps.upstream.close()
         await deps.ledger.close()
         if tracer_provider is not None:
@@ -156,6 +163,7 @@ def settings_from(
     team: str | None,
     namespace: str | None,
     reload_interval: float,
+    outbox: str | None = None,
 ) -> SidecarSettings:
     return SidecarSettings(
         config_path=Path(config),
@@ -166,6 +174,7 @@ def settings_from(
         team=team or env.get(names.ENV_TEAM) or None,
         namespace=namespace or env.get(names.ENV_NAMESPACE) or "default",
         reload_interval=reload_interval,
+        outbox=Path(outbox or env.get("SWITCHBOARD_OUTBOX") or SidecarSettings.outbox),
     )
 
 

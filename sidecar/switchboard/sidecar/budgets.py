@@ -1,15 +1,19 @@
-"""Edge: what each feature has spent, as this sidecar sees it, and its in-flight reservations.
+"""Edge: what each feature has spent, as this sidecar sees it; reservations and leases.
 
-Spend is read from the ledger in the background (never in series with a request), grows at
-once with this sidecar's own records, and is read fresh only when a feature comes near a
-threshold that changes requests (downgrade or block). Reservations: before each paid attempt
-the sidecar reserves its maximum cost; the real cost replaces it when the attempt is priced.
+Spend is read from the ledger in the background (never in series with a request) and grows at
+once with this sidecar's own records; a request reads it fresh only when its feature is within
+`fresh_margin` percent of a threshold that changes requests (downgrade or block).
 
-Overspend bound: a request is admitted only if spend + reservations + its maximum cost stays
-below the block threshold, using spend read fresh from the shared ledger once within
-`fresh_margin` of it. So past the threshold, a period can only grow by attempts that were
-already admitted (in flight) when it was crossed, in any sidecar — provided no more than
-`fresh_margin` of the limit is spent between two background refreshes.
+Before each paid attempt (first try, retry, fallback, cascade step, downgrade) the sidecar
+reserves the attempt's maximum cost; the real cost replaces the reservation once the attempt
+is priced. With a shared ledger, a reservation must also be covered by budget this sidecar
+holds on lease (`ledger/leases.py`): the sum of all leases of a window stays below the block
+limit, so the spend of covered attempts cannot pass it. Overspend bound: past a block threshold
+a period grows only by attempts already in flight, and only by what they cost beyond their
+reserved maximum (a prompt longer than estimated, a provider ignoring max_tokens). Leases are
+taken in chunks (`lease_share` of the limit), so a sidecar makes a round trip to Redis once per
+chunk, not per request; unused lease goes back on shutdown. If Redis cannot be reached, the
+sidecar enforces budgets on what it knows and says so in its log: no request fails for it.
 """
 
 from __future__ import annotations
@@ -19,16 +23,18 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
+from typing import Protocol
 
 from switchboard.budget.decide import (
     ALLOW,
+    HUNDRED,
     BudgetDecision,
     BudgetView,
     budget_decision,
     enforcing_percent,
     percent_used,
 )
-from switchboard.budget.periods import window_of
+from switchboard.budget.periods import Window, window_of
 from switchboard.config.model import BudgetConfig
 from switchboard.config.runtime import RuntimeConfig
 from switchboard.ledger.base import SpendLedger
@@ -36,6 +42,25 @@ from switchboard.telemetry.metrics import Metrics
 
 log = logging.getLogger("switchboard.sidecar.budgets")
 ZERO = Decimal(0)
+UNREACHABLE = (ConnectionError, OSError, TimeoutError)
+
+
+class Leases(Protocol):
+    async def take(
+        self, namespace: str, feature: str, window: Window, want: Decimal, limit: Decimal
+    ) -> Decimal: ...
+
+    async def give_back(
+        self, namespace: str, feature: str, window: Window, amount: Decimal
+    ) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def block_limit(view: BudgetView) -> Decimal | None:
+    """The spend at which the budget blocks, if it ever does."""
+    percents = [t.percent for t in view.spec.thresholds if t.action == "block"]
+    return min(percents) * view.spec.limit_usd / HUNDRED if percents else None
 
 
 class BudgetTracker:
@@ -46,15 +71,20 @@ class BudgetTracker:
         metrics: Metrics,
         now: Callable[[], datetime],
         *,
+        leases: Leases | None = None,
         fresh_margin: Decimal = Decimal(10),
+        lease_share: Decimal = Decimal("0.02"),
     ) -> None:
         self._ledger = ledger
         self._namespace = namespace
         self._metrics = metrics
         self._now = now
+        self._leases = leases
         self._fresh_margin = fresh_margin
+        self._lease_share = lease_share
         self._spent: dict[tuple[str, str], Decimal] = {}
         self._reserved: dict[str, Decimal] = {}
+        self._leased: dict[tuple[str, str], tuple[Window, Decimal]] = {}
 
     def _views(self, budgets: tuple[BudgetConfig, ...], now: datetime) -> list[BudgetView]:
         views = []
@@ -87,25 +117,62 @@ class BudgetTracker:
             views = self._views(budgets, now)
         return budget_decision(views, estimate)
 
-    def admit(self, runtime: RuntimeConfig, feature: str, amount: Decimal) -> BudgetDecision:
+    async def admit(self, runtime: RuntimeConfig, feature: str, amount: Decimal) -> BudgetDecision:
         """Reserve `amount` for one paid attempt, unless that would reach a block threshold."""
         budgets = runtime.feature_budgets.get(feature)
         if budgets:
-            decision = budget_decision(self._views(budgets, self._now()), amount, enforce_only=True)
+            views = self._views(budgets, self._now())
+            decision = budget_decision(views, amount, enforce_only=True)
             if decision.action == "block":
                 return decision
+            for view in views:
+                if not await self._covered(view, amount):
+                    return budget_decision([view], view.spec.limit_usd, enforce_only=True)
         self._reserved[feature] = self._reserved.get(feature, ZERO) + amount
         return ALLOW
 
-    def release(self, feature: str, amount: Decimal) -> None:
+    async def _covered(self, view: BudgetView, amount: Decimal) -> bool:
+        """Take `amount` out of this sidecar's lease on the view's window (leasing more)."""
+        limit = block_limit(view)
+        if self._leases is None or limit is None:
+            return True
+        key = (view.spec.feature, view.window.label)
+        held = self._leased.get(key, (view.window, ZERO))[1]
+        if held < amount:
+            want = max(amount - held, limit * self._lease_share)
+            try:
+                held += await self._leases.take(
+                    self._namespace, view.spec.feature, view.window, want, limit
+                )
+            except UNREACHABLE as exc:
+                log.warning("budget leases unreachable, enforcing on local spend: %s", exc)
+                return True
+        if held < amount:
+            self._leased[key] = (view.window, held)
+            return False
+        self._leased[key] = (view.window, held - amount)
+        return True
+
+    def _adjust_leases(self, runtime: RuntimeConfig, feature: str, delta: Decimal) -> None:
+        now = self._now()
+        for budget in runtime.feature_budgets.get(feature, ()):
+            key = (feature, window_of(budget.spec.period, now).label)
+            if key in self._leased:
+                window, held = self._leased[key]
+                self._leased[key] = (window, held + delta)
+
+    def release(self, runtime: RuntimeConfig, feature: str, amount: Decimal) -> None:
+        """An attempt's reservation ends (priced, failed or never sent)."""
         left = self._reserved.get(feature, ZERO) - amount
         if left > 0:
             self._reserved[feature] = left
         else:
             self._reserved.pop(feature, None)
+        self._adjust_leases(runtime, feature, amount)
 
     def spent(self, runtime: RuntimeConfig, feature: str, cost: Decimal, at: datetime) -> None:
         """This sidecar's own spend, seen at once (the ledger may take a moment)."""
+        self._adjust_leases(runtime, feature, -cost)
         for budget in runtime.feature_budgets.get(feature, ()):
             key = (feature, window_of(budget.spec.period, at).label)
             self._spent[key] = self._spent.get(key, ZERO) + cost
@@ -121,7 +188,7 @@ class BudgetTracker:
             window = window_of(budget.spec.period, now)
             try:
                 totals = await self._ledger.totals(self._namespace, budget.spec.feature, window)
-            except (ConnectionError, OSError, TimeoutError) as exc:
+            except UNREACHABLE as exc:
                 log.warning("ledger unreachable, budgets use the last known spend: %s", exc)
                 return
             key = (budget.spec.feature, window.label)
@@ -137,3 +204,14 @@ class BudgetTracker:
             if budgets:
                 await self._refresh(budgets, self._now())
             await asyncio.sleep(interval)
+
+    async def close(self) -> None:
+        """Give unused lease back so that other sidecars may spend it."""
+        if self._leases is None:
+            return
+        for (feature, _), (window, held) in self._leased.items():
+            try:
+                await self._leases.give_back(self._namespace, feature, window, held)
+            except UNREACHABLE:
+                break
+        await self._leases.close()
