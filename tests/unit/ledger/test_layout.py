@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from switchboard.budget.periods import window_of
+from switchboard.ledger.base import SpendRecord, Totals, WindowTotals
+from switchboard.ledger.layout import (
+    PICO_PER_USD,
+    RECORD_TTL_SECONDS,
+    apply_call,
+    dollars,
+    picodollars,
+    split_picodollars,
+    window_key,
+    window_totals,
+)
+from switchboard.pricing.cost import UnitPrice, Usage, cost_of
+
+AT = datetime(2026, 11, 29, 23, 59, 59, tzinfo=UTC)
+
+
+def record(cost: str = "0.001", *, model: str = "gpt-4o", at: datetime = AT) -> SpendRecord:
+    return SpendRecord(
+        id="r1",
+        at=at,
+        namespace="shop",
+        feature="onboarding",
+        team="growth",
+        provider="openai",
+        model=model,
+        route="default",
+        usage=Usage(1200, 300, 200),
+        cost=Decimal(cost),
+    )
+
+
+# pico-dollars
+
+
+@pytest.mark.parametrize(
+    ("cost", "pico"),
+    [
+        ("0", 0),
+        ("0.000000000001", 1),
+        ("1.5", 1_500_000_000_000),
+        ("12345.678901234567", 12_345_678_901_234_567),
+        ("12345.6789012345675", 12_345_678_901_234_568),
+        ("12345.6789012345665", 12_345_678_901_234_566),
+        ("0.0000000000005", 0),  # a tie goes to the even neighbour
+        ("0.0000000000015", 2),
+        ("0.0000000000025", 2),
+        ("0.00000000000050001", 1),
+        ("-0.0000000000015", -2),
+        ("1E+9", 10**21),
+    ],
+)
+def test_costs_become_whole_picodollars_rounded_half_even(cost: str, pico: int) -> None:
+    assert picodollars(Decimal(cost)) == pico
+
+
+@pytest.mark.parametrize("cost", ["NaN", "Infinity", "-Infinity"])
+def test_a_cost_that_is_no_amount_is_refused(cost: str) -> None:
+    with pytest.raises(ValueError, match="finite"):
+        picodollars(Decimal(cost))
+
+
+@given(
+    tokens=st.tuples(*[st.integers(0, 10_000_000)] * 3),
+    prices=st.tuples(*[st.integers(0, 100_000_000)] * 3),
+)
+def test_any_price_with_six_decimals_per_mtok_is_stored_exactly(
+    tokens: tuple[int, int, int], prices: tuple[int, int, int]
+) -> None:
+    price = UnitPrice(*(Decimal(p).scaleb(-6) for p in prices))
+    cost = cost_of(Usage(*tokens), price)
+    assert dollars(*split_picodollars(picodollars(cost))) == cost
+
+
+@given(st.integers(-(10**30), 10**30))
+def test_split_picodollars_round_trips_with_the_rest_below_one_dollar(pico: int) -> None:
+    usd, rest = split_picodollars(pico)
+    assert 0 <= rest < PICO_PER_USD
+    assert usd * PICO_PER_USD + rest == pico
+    assert dollars(usd, rest) == Decimal(f"{pico}E-12")
+
+
+def test_dollars_of_a_huge_sum_is_still_exact() -> None:
+    assert dollars(9 * 10**17, 999_999_999_999) == Decimal("900000000000000000.999999999999")
+
+
+# keys and script arguments
+
+
+def test_apply_call_names_the_record_and_its_three_windows_in_one_hash_slot() -> None:
+    call = apply_call("sb", record())
+    assert call.keys == (
+        "sb:rec:{shop}:r1",
+        "sb:spend:{shop}:onboarding:daily:2026-11-29",
+        "sb:spend:{shop}:onboarding:weekly:2026-11-23",
+        "sb:spend:{shop}:onboarding:monthly:2026-11-01",
+    )
+
+
+def test_apply_call_passes_cost_as_dollars_and_picodollars_and_expiries() -> None:
+    call = apply_call("sb", record("2.000000000003"))
+    ttl, *expiries, model_slice, usd, pico = call.args[:7]
+    assert ttl == str(RECORD_TTL_SECONDS)
+    assert [datetime.fromtimestamp(int(e), UTC).date().isoformat() for e in expiries] == [
+        "2027-02-28",  # the day ends Nov 30: + 90 days
+        "2027-02-28",  # the week (from Monday Nov 23) ends Nov 30 too
+        "2027-03-01",  # the month ends Dec 1
+    ]
+    assert (model_slice, usd, pico) == ("model:growth/openai/gpt-4o", "2", "3")
+    assert call.args[7:] == ("1200", "300", "200", "1")
+
+
+def test_window_key_keeps_a_feature_name_with_colons_unambiguous() -> None:
+    window = window_of("daily", AT)
+    assert window_key("sb", "shop", "a:b", window) == "sb:spend:{shop}:a:b:daily:2026-11-29"
+
+
+# reading a window hash back
+
+
+def test_window_totals_reads_total_and_model_slices_split_at_the_last_colon() -> None:
+    fields = {
+        "total:usd": "3",
+        "total:pico_usd": "250000000000",
+        "total:input_tokens": "10",
+        "total:output_tokens": "20",
+        "total:cached_input_tokens": "5",
+        "total:requests": "2",
+        "model:growth/openai/ft:gpt-4o:acme:usd": "3",
+        "model:growth/openai/ft:gpt-4o:acme:pico_usd": "250000000000",
+        "model:growth/openai/ft:gpt-4o:acme:requests": "2",
+        "total:some_future_counter": "7",
+        "stray": "1",
+    }
+    assert window_totals(fields) == WindowTotals(
+        Totals(Decimal("3.25"), 2, Usage(10, 20, 5)),
+        {"growth/openai/ft:gpt-4o:acme": Totals(Decimal("3.25"), 2, Usage())},
+    )
+
+
+def test_window_totals_of_a_missing_hash_is_zero() -> None:
+    assert window_totals({}) == WindowTotals()
