@@ -5,11 +5,17 @@ Only what the sidecar relies on is checked; everything else is the provider's to
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 Endpoint = Literal["chat", "embeddings"]
+
+# Deepest nesting of arrays and objects accepted. orjson parses 1024 levels but serialises only
+# 254, and the sidecar re-serialises every body (upstream request, cache key): deeper bodies
+# would fail inside the pipeline. Real requests (tool schemas included) stay far below this.
+MAX_NESTING = 128
+_CONTAINERS = frozenset({dict, list})
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,8 +28,36 @@ def _positive_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
+def nesting_exceeds(value: object, limit: int) -> bool:
+    """Whether a parsed JSON value nests arrays and objects more than `limit` levels deep."""
+    level = [value] if type(value) in _CONTAINERS else []
+    for _ in range(limit):
+        deeper: list[object] = []
+        for container in level:
+            items = _children(container)
+            if not _CONTAINERS.isdisjoint(map(type, items)):  # skips flat arrays quickly
+                deeper += (item for item in items if type(item) in _CONTAINERS)
+        if not deeper:
+            return False
+        level = deeper
+    return bool(level)
+
+
+def _children(container: object) -> Iterable[object]:
+    if isinstance(container, dict):
+        return container.values()
+    return container if isinstance(container, list) else ()
+
+
 def request_problem(endpoint: Endpoint, body: object) -> RequestProblem | None:
     """The first thing wrong with `body`, or None."""
+    problem = _field_problem(endpoint, body)
+    if problem is None and nesting_exceeds(body, MAX_NESTING):
+        return RequestProblem(None, f"the request body nests more than {MAX_NESTING} levels deep")
+    return problem
+
+
+def _field_problem(endpoint: Endpoint, body: object) -> RequestProblem | None:
     if not isinstance(body, Mapping):
         return RequestProblem(None, "the request body must be a JSON object")
     model = body.get("model")
@@ -42,7 +76,7 @@ def request_problem(endpoint: Endpoint, body: object) -> RequestProblem | None:
     for i, message in enumerate(messages):
         if not isinstance(message, Mapping) or not isinstance(message.get("role"), str):
             return RequestProblem(f"messages[{i}]", "each message must be an object with a role")
-    if "stream" in body and not isinstance(body["stream"], bool):
+    if body.get("stream") is not None and not isinstance(body["stream"], bool):
         return RequestProblem("stream", "'stream' must be a boolean")
     options = body.get("stream_options")
     if options is not None and not isinstance(options, Mapping):

@@ -124,8 +124,14 @@ async def serve(settings: SidecarSettings, env: Mapping[str, str]) -> None:
     app = create_app(
         settings, config_source=source, tracer_provider=spans.tracer_provider_from_env(env)
     )
+    # auto_decompress off: aiohttp's request decompression answers a corrupt gzip/deflate body
+    # with a reset connection or a hang; compressed bodies get a 415 from the pipeline instead.
     runner = web.AppRunner(
-        app, handler_cancellation=True, access_log=None, shutdown_timeout=settings.shutdown_timeout
+        app,
+        handler_cancellation=True,
+        access_log=None,
+        shutdown_timeout=settings.shutdown_timeout,
+        auto_decompress=False,
     )
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port, reuse_address=True).start()

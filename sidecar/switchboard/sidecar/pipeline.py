@@ -13,7 +13,7 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Literal
@@ -58,6 +58,7 @@ from switchboard.sidecar.streaming import (
 from switchboard.sidecar.upstream import Upstream, error_of_exception
 from switchboard.telemetry import spans
 from switchboard.telemetry.metrics import BREAKER_STATE_VALUE, Metrics
+from switchboard.telemetry.redact import redact
 
 BUDGET_HEADER = {"alert": "warning", "downgrade": "downgraded"}
 PATHS: Mapping[Endpoint, str] = {"chat": "/chat/completions", "embeddings": "/embeddings"}
@@ -219,7 +220,18 @@ async def run(request: web.Request, endpoint: Endpoint, deps: Deps) -> web.Strea
     started = time.perf_counter()
     runtime = deps.holder.current
     spec = runtime.config.spec
-    raw = await _read_body(request, spec.limits.max_body_bytes)
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("identity", ""):
+        return error_response(
+            415,
+            f"Content-Encoding {encoding!r} is not supported; send the JSON body uncompressed",
+            "invalid_request_error",
+            code="unsupported_content_encoding",
+        )
+    try:
+        raw = await _read_body(request, spec.limits.max_body_bytes)
+    except web.RequestPayloadError:  # e.g. broken chunked framing
+        return error_response(400, "request body could not be read", "invalid_request_error")
     if raw is None:
         limit = spec.limits.max_body_bytes
         return error_response(
@@ -271,6 +283,8 @@ async def run(request: web.Request, endpoint: Endpoint, deps: Deps) -> web.Strea
             spans.ROUTE: route.name,
         },
     ) as span:
+        if endpoint == "chat" and spec.telemetry.capture_content:
+            span.set_attribute(spans.PROMPT, spans.input_messages(body["messages"]))
         call = Call(endpoint, body, runtime, facts, route, stream, started, span)
         try:
             response = await _serve(request, call, deps)
@@ -406,7 +420,7 @@ async def _try_target(call: Call, model: ModelRuntime, deps: Deps) -> Outcome | 
             call.upstream_seconds += delay
             await asyncio.sleep(delay)
         cap = expected_cost(model, call.facts)
-        verdict = deps.budgets.admit(call.runtime, call.facts.feature, cap)
+        verdict = await deps.budgets.admit(call.runtime, call.facts.feature, cap)
         if verdict.action == "block":
             call.blocked = verdict
             return error
@@ -425,7 +439,7 @@ async def _try_target(call: Call, model: ModelRuntime, deps: Deps) -> Outcome | 
 
 
 def _release(call: Call, deps: Deps) -> None:
-    deps.budgets.release(call.facts.feature, call.held)
+    deps.budgets.release(call.runtime, call.facts.feature, call.held)
     call.held = ZERO
 
 
@@ -449,6 +463,10 @@ async def _attempt(call: Call, model: ModelRuntime, deps: Deps) -> Outcome:
     ) as span:
         begun = time.perf_counter()
         outcome = await _exchange(call, model, payload, deps.upstream)
+        if isinstance(outcome, oai.UpstreamError) and provider.api_key is not None:
+            # Providers quote the key they refused; a key of any shape stays out of spans/answers.
+            message = redact(outcome.message, [provider.api_key.value])
+            outcome = replace(outcome, message=message)
         elapsed = time.perf_counter() - begun
         call.upstream_seconds += elapsed
         if isinstance(outcome, oai.UpstreamError):
@@ -467,6 +485,12 @@ def _usage_attributes(span: trace.Span, usage: Usage | None, response_model: str
     if usage is not None:
         span.set_attribute(spans.INPUT_TOKENS, usage.input_tokens)
         span.set_attribute(spans.OUTPUT_TOKENS, usage.output_tokens)
+
+
+def _capture_output(call: Call, text: str, finish_reason: str | None) -> None:
+    """The answer in the request's span, only when the policy opts in (captureContent)."""
+    if call.endpoint == "chat" and call.runtime.config.spec.telemetry.capture_content:
+        call.span.set_attribute(spans.COMPLETION, spans.output_messages(text, finish_reason))
 
 
 async def _exchange(call: Call, model: ModelRuntime, payload: bytes, upstream: Upstream) -> Outcome:
@@ -598,6 +622,7 @@ async def _answer(
         )
         deps.cache.put(call.route.name, key, entry, call.route.spec.cache.max_entries)
     _usage_attributes(call.span, answer.result.usage, answer.result.response_model)
+    _capture_output(call, answer.result.text, answer.result.finish_reason)
     call.span.set_attribute(spans.PROVIDER, model.provider.name)
     _count(call, model.provider.name, model.name, 200, deps)
     headers = _headers(call, model.provider.name, model.name, cache_state, call.spent, deps)
@@ -632,9 +657,9 @@ def _stream_response(headers: dict[str, str]) -> web.StreamResponse:
 
 def _no_target(call: Call, plan: Plan, deps: Deps) -> web.Response:
     route = call.route.name
-    _count(call, "", "", 503, deps)
     if plan.wait_seconds is None:
         region = call.facts.region
+        _count(call, "", "", 403, deps)
         return error_response(
             403,
             f"route {route!r} has no target that requests from region {region!r} may reach "
@@ -643,13 +668,25 @@ def _no_target(call: Call, plan: Plan, deps: Deps) -> web.Response:
             code="no_allowed_target",
         )
     wait = max(1, math.ceil(plan.wait_seconds))
+    headers = {"Retry-After": str(wait)}
+    if all(s.reason in ("resting", "residency") for s in plan.skipped):
+        # Every reachable target rests after a 429: the same answer as when they all said 429.
+        _count(call, "", "", 429, deps)
+        return error_response(
+            429,
+            f"every target of route {route!r} is rate limited; retry in {wait}s",
+            "rate_limit_error",
+            code="upstream_rate_limited",
+            headers=headers,
+        )
+    _count(call, "", "", 503, deps)
     return error_response(
         503,
         f"every target of route {route!r} is unavailable (circuit open or rate limited); "
         f"retry in {wait}s",
         "service_unavailable",
         code="no_healthy_target",
-        headers={"Retry-After": str(wait)},
+        headers=headers,
     )
 
 
@@ -781,6 +818,7 @@ async def _replay_stream(
     await response.prepare(request)
     await response.write(data + _stream_tail(call, tally))
     await response.write_eof()
+    _capture_output(call, tally.text, None)
     _count(call, model.provider.name, model.name, 200, deps)
     return response
 
@@ -815,13 +853,15 @@ async def _pipe_stream(
         except ConnectionResetError as exc:
             raise ClientGone from exc
 
-    broken: str | None = "the client went away"
+    broken: str | None = None
+    gone = True  # until the relay ends: the client went away (or the request was cancelled)
     try:
         await response.prepare(request)
         deps.metrics.ttft.labels(
             call.facts.feature, model.provider.name, model.name, call.route.name
         ).observe(time.perf_counter() - call.started)
         broken = await _drain(opened, tally, forward)
+        gone = False
     except (ClientGone, ConnectionResetError):
         pass
     finally:
@@ -832,8 +872,11 @@ async def _pipe_stream(
         usage, estimated = tally.billed_usage(call.facts.prompt_tokens)
         await _charge(call, model, usage, deps, estimated=estimated)
         _usage_attributes(call.span, usage, tally.response_model)
-        status = 200 if broken is None else (499 if not tally.events or tally.done else 502)
+        _capture_output(call, tally.text, None)
+        status = 499 if gone else 200 if broken is None else 502
         _count(call, model.provider.name, model.name, status, deps)
+    if gone:
+        return response
     try:
         if broken is None:
             await response.write(_stream_tail(call, tally))

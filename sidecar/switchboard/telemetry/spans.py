@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+import orjson
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.propagate import extract
@@ -33,6 +34,39 @@ ATTEMPT = "switchboard.attempt"
 ERROR_KIND = "error.type"
 PROMPT = "gen_ai.input.messages"
 COMPLETION = "gen_ai.output.messages"
+
+
+def input_messages(messages: object) -> str:
+    """Chat messages as `gen_ai.input.messages` (JSON, role and parts); only on opt-in."""
+    out = [
+        {"role": str(m.get("role")), "parts": _parts(m.get("content"))}
+        for m in (messages if isinstance(messages, list) else [])
+        if isinstance(m, Mapping)
+    ]
+    return orjson.dumps(out).decode()
+
+
+def output_messages(text: str, finish_reason: str | None) -> str:
+    """An answer as `gen_ai.output.messages` (JSON); only on opt-in."""
+    message: dict[str, object] = {"role": "assistant", "parts": _parts(text)}
+    if finish_reason is not None:
+        message["finish_reason"] = finish_reason
+    return orjson.dumps([message]).decode()
+
+
+def _parts(content: object) -> list[dict[str, str]]:
+    if isinstance(content, str):
+        return [{"type": "text", "content": content}]
+    parts: list[dict[str, str]] = []
+    for part in content if isinstance(content, list) else []:
+        if not isinstance(part, Mapping):
+            continue
+        text = part.get("text")
+        if part.get("type") == "text" and isinstance(text, str):
+            parts.append({"type": "text", "content": text})
+        else:
+            parts.append({"type": str(part.get("type"))})
+    return parts
 
 
 def tracer_provider_from_env(
