@@ -28,8 +28,9 @@ from typing import Any
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from switchboard.budget.state import budget_state
 from switchboard.config.load import load_config
-from switchboard.config.runtime import compile_runtime
+from switchboard.config.runtime import RuntimeConfig, compile_runtime
 from switchboard.pricing.catalog import catalog_price
 from switchboard.pricing.cost import UnitPrice, Usage, cost_of
 
@@ -95,7 +96,8 @@ def _admin(base: str, path: str, body: bytes) -> None:
 
 def _local_policy(source: Path, ports: Mapping[str, int], target: Path) -> None:
     """The demo manifests with every provider pointed at its local mock."""
-    docs = list(yaml.safe_load_all(source.read_text()))
+    files = sorted(source.glob("*.yaml")) if source.is_dir() else [source]
+    docs = [d for f in files for d in yaml.safe_load_all(f.read_text()) if d]
     for doc in docs:
         if doc and doc.get("kind") == "RoutingPolicy":
             for provider in doc["spec"]["providers"]:
@@ -126,11 +128,11 @@ WORKLOAD: Sequence[tuple[str, dict[str, str], str, bool]] = (
 )
 
 
-def _send(base_url: str, count: int, rng: random.Random) -> tuple[int, int]:
+def _send(base_url: str, count: int, rng: random.Random) -> tuple[int, int, int]:
     import openai
 
     client = openai.OpenAI(base_url=base_url, api_key="not-needed", max_retries=0)
-    ok = failed = 0
+    ok = blocked = failed = 0
     for i in range(count):
         feature, headers, prompt, stream = WORKLOAD[i % len(WORKLOAD)]
         if feature != "support-bot" and rng.random() < 0.5:
@@ -156,11 +158,16 @@ def _send(base_url: str, count: int, rng: random.Random) -> tuple[int, int]:
                     extra_headers=extra,
                 )
             ok += 1
+        except openai.RateLimitError as exc:
+            body = exc.body if isinstance(exc.body, dict) else {}
+            if body.get("type") != "budget_exceeded":
+                raise
+            blocked += 1
         except openai.APIError as exc:
             failed += 1
             print(f"  request {i} ({feature}) failed: {exc}", file=sys.stderr)
     client.embeddings.create(model="text-embedding-3-small", input=["switchboard demo"])
-    return ok, failed
+    return ok, blocked, failed
 
 
 def _metrics(base: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -218,8 +225,28 @@ def report(metrics: Mapping[str, list[tuple[dict[str, str], float]]], flagship: 
     return "\n".join(lines)
 
 
+def budget_report(
+    metrics: Mapping[str, list[tuple[dict[str, str], float]]], runtime: RuntimeConfig
+) -> str:
+    """Each budget: spent against its limit, and the state that spend puts it in."""
+    spent = {
+        labels["budget"]: Decimal(str(value))
+        for labels, value in metrics.get("switchboard_budget_spent_usd", [])
+    }
+    lines = [f"{'budget':<22}{'period':<9}{'spent USD':>12}{'limit USD':>11}{'used':>8}  state"]
+    for config in runtime.config.budgets:
+        spec = config.spec
+        used = spent.get(config.name, Decimal(0))
+        share = (used / spec.limit_usd * 100).quantize(Decimal("0.1"))
+        lines.append(
+            f"{config.name:<22}{spec.period:<9}{used.quantize(Decimal('0.000001')):>12}"
+            f"{spec.limit_usd:>11}{share:>7}%  {budget_state(used, spec)}"
+        )
+    return "\n".join(lines)
+
+
 def main(args: argparse.Namespace) -> int:
-    source = Path(os.environ.get("SWITCHBOARD_DEMO_POLICY", "examples/demo/policy.yaml"))
+    source = Path(os.environ.get("SWITCHBOARD_DEMO_POLICY", "examples/demo"))
     runtime = compile_runtime(load_config(source), env={}, price_lookup=catalog_price)
     providers = list(runtime.providers)
     ports = {name: _free_port() for name in providers}
@@ -278,8 +305,8 @@ def main(args: argparse.Namespace) -> int:
         base = match.group(0)
         print(f"  {line}")
         print(f"sending {args.requests} requests through the official openai SDK ...")
-        ok, failed = _send(base + "/v1", args.requests, random.Random(7))
-        print(f"  {ok} served, {failed} failed\n")
+        ok, blocked, failed = _send(base + "/v1", args.requests, random.Random(7))
+        print(f"  {ok} served, {blocked} refused by a budget, {failed} failed\n")
         print(report(_metrics(base), runtime.models[FLAGSHIP].price))
         print(
             "\n".join(
@@ -290,4 +317,6 @@ def main(args: argparse.Namespace) -> int:
                 ]
             )
         )
+        print("\nbudgets (FeatureBudget, enforced by the sidecar):")
+        print(budget_report(_metrics(base), runtime))
     return 0 if failed == 0 else 1
