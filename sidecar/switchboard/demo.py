@@ -306,7 +306,13 @@ def main(args: argparse.Namespace) -> int:
         print(f"  {line}")
         print(f"sending {args.requests} requests through the official openai SDK ...")
         ok, blocked, failed = _send(base + "/v1", args.requests, random.Random(7))
-        print(f"  {ok} served, {blocked} refused by a budget, {failed} failed\n")
+        print(f"  {ok} served, {blocked} refused by a budget, {failed} failed")
+        if blocked:
+            print(
+                "  (a request is refused once spend plus its worst-case cost would reach the\n"
+                "   block threshold, so the limit is never passed)"
+            )
+        print()
         print(report(_metrics(base), runtime.models[FLAGSHIP].price))
         print(
             "\n".join(
