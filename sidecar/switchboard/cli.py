@@ -92,6 +92,23 @@ def _budgets(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _dev(args: argparse.Namespace) -> int:
+    from switchboard import devcluster
+
+    directory = Path(args.dir) if args.dir else devcluster.default_dir()
+    try:
+        if args.action == "down":
+            stopped = devcluster.down(directory)
+            print(f"{'stopped' if stopped else 'no cluster ran in'} {directory}", file=sys.stderr)
+            return 0
+        lines = devcluster.up(directory) if args.action == "up" else devcluster.env_lines(directory)
+    except devcluster.ClusterError as exc:
+        print(f"switchboard dev cluster {args.action}: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="switchboard", description="Route, price and budget LLM API traffic."
@@ -137,6 +154,25 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace", default=None, help="default: the policy's namespace")
     p.add_argument("--at", default=None, help="ISO 8601 time whose periods to show (default: now)")
     p.set_defaults(func=_budgets)
+
+    p = sub.add_parser("dev", help="developer tooling")
+    dev = p.add_subparsers(dest="dev_command", required=True)
+    p = dev.add_parser(
+        "cluster",
+        help="a local control plane (etcd, kube-apiserver, kube-controller-manager) on 127.0.0.1",
+    )
+    p.add_argument(
+        "action",
+        choices=["up", "down", "env"],
+        help="up: build if needed and start in the background; down: stop; "
+        "env: print the export lines for KUBECONFIG and PATH (kubectl, helm)",
+    )
+    p.add_argument(
+        "--dir",
+        default=None,
+        help="state, logs and data (default: ${XDG_CACHE_HOME:-~/.cache}/switchboard/dev-cluster)",
+    )
+    p.set_defaults(func=_dev)
     return top
 
 
