@@ -49,7 +49,7 @@ def _newest_patch(minimum: str, versions: list[str], suffix: str) -> str:
     major, minor = minimum.split(".")[:2]
     found = re.compile(rf"^v0\.0\.1-go{major}\.{minor}\.(\d+)\.{re.escape(suffix)}$")
     patches = [int(m.group(1)) for v in versions if (m := found.match(v))]
-    floor = int((minimum.split(".") + ["0"])[2])
+    floor = int([*minimum.split("."), "0"][2])
     candidates = [p for p in patches if p >= floor]
     if not candidates:
         raise SystemExit(f"fetch_go: no Go {major}.{minor}.x >= {minimum} for {suffix}")
