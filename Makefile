@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint typecheck unit integration bench clean
+.PHONY: setup demo test lint typecheck unit integration bench crds clean
 
 $(BIN)/.installed: pyproject.toml
 	scripts/install-deps
@@ -30,6 +30,9 @@ unit: setup
 
 test: lint typecheck ## everything CI runs
 	$(BIN)/pytest -q
+
+crds: setup ## regenerate crds/ from the pydantic models in sidecar/switchboard/api/
+	$(BIN)/python -m switchboard.crdgen --out crds
 
 bench: setup ## sidecar vs direct vs LiteLLM, see bench/README.md
 	$(BIN)/python bench/run.py

@@ -11,10 +11,13 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from switchboard.devcluster import ClusterError, LocalCluster, build_binaries
+
+CRDS = Path(__file__).resolve().parents[2] / "crds"
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +33,16 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     yield cluster
     cluster.stop()
     shutil.rmtree(cluster.data_dir / "etcd", ignore_errors=True)  # 60+ MB of WAL; logs stay
+
+
+@pytest.fixture(scope="session")
+def switchboard_crds(kube: LocalCluster) -> LocalCluster:
+    """`kube` with every CRD in crds/ applied and Established."""
+    for args in (
+        ("apply", "-f", str(CRDS)),
+        ("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRDS)),
+    ):
+        result = kube.kubectl(*args)
+        if result.returncode != 0:
+            pytest.fail(f"kubectl {' '.join(args)}: {result.stderr}", pytrace=False)
+    return kube

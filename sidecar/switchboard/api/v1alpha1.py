@@ -11,8 +11,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, PlainSerializer, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
 
 from switchboard.api import names
 
@@ -26,6 +27,36 @@ TrafficClass = Literal["realtime", "batch", "critical"]
 Strategy = Literal["fixed", "weighted", "cheapest", "fastest", "cascade"]
 Period = Literal["daily", "weekly", "monthly"]
 ThresholdAction = Literal["alert", "downgrade", "block"]
+# Bounds of the lists that CEL rules iterate over: the API server refuses a CRD whose rules it
+# cannot bound in cost (256 models are ~70 % of the budget of the model-name rule).
+MAX_PROVIDERS = 64
+MAX_MODELS = 256
+MAX_ROUTES = 128
+MAX_TARGETS = 16
+MAX_THRESHOLDS = 16
+
+
+def _rule(rule: str, message: str, field_path: str | None = None) -> JsonDict:
+    out: JsonDict = {"rule": rule, "message": message}
+    if field_path is not None:
+        out["fieldPath"] = field_path
+    return out
+
+
+def _cel(*rules: JsonDict) -> JsonDict:
+    """Rules across fields that the API server checks (CEL `x-kubernetes-validations` in crds/).
+
+    pydantic does not run them (except where a model validator says so): `api/problems.py`
+    holds the same rules for the sidecar, the operator and `switchboard validate`.
+    """
+    validations: list[JsonValue] = [*rules]
+    return {"x-kubernetes-validations": validations}
+
+
+def _unique_names(what: str) -> JsonDict:
+    return _cel(
+        _rule("self.all(a, self.exists_one(b, b.name == a.name))", f"{what} names must be unique")
+    )
 
 
 class Spec(BaseModel):
@@ -49,6 +80,14 @@ class SecretKeyRef(Spec):
 
 class ApiKeySource(Spec):
     """Where a provider's API key comes from: a Secret (handed over as env) or an env var."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            _rule(
+                "has(self.secretKeyRef) != has(self.env)", "set exactly one of secretKeyRef or env"
+            )
+        )
+    )
 
     secret_key_ref: SecretKeyRef | None = Field(
         default=None, description="Secret holding the key; the webhook hands it to the sidecar."
@@ -139,6 +178,17 @@ class Model(Spec):
 class RouteMatch(Spec):
     """Conditions of a route; all present conditions must hold, a list matches any of its items."""
 
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            _rule(
+                "!has(self.minPromptTokens) || !has(self.maxPromptTokens)"
+                " || self.minPromptTokens <= self.maxPromptTokens",
+                "must be at most maxPromptTokens",
+                ".minPromptTokens",
+            )
+        )
+    )
+
     features: list[Label] | None = Field(default=None, description="Features (pod or header).")
     teams: list[Label] | None = Field(default=None, description="Teams (pod or header).")
     tasks: list[Label] | None = Field(default=None, description="X-Switchboard-Task values.")
@@ -196,12 +246,30 @@ class QualityGate(Spec):
 class Route(Spec):
     """Where matching requests go; routes are tried in order and the first match wins."""
 
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            _rule(
+                "self.strategy != 'weighted' || self.targets.exists(t, t.weight > 0)",
+                "weighted strategy needs a positive weight",
+                ".targets",
+            )
+        )
+    )
+
     name: Name = Field(description="Route name, reported in headers and metrics.")
-    match: RouteMatch | None = Field(default=None, description="Absent: matches every request.")
+    match: RouteMatch | None = Field(
+        default=None,
+        description="Conditions, all of which must hold; a list matches any of its items. "
+        "Absent: matches every request.",
+    )
     strategy: Strategy = Field(default="fixed", description="How targets are ordered.")
-    targets: list[Target] = Field(min_length=1, description="Models to send to.")
+    targets: list[Target] = Field(
+        min_length=1, max_length=MAX_TARGETS, description="Models to send to."
+    )
     fallback: list[Target] = Field(
-        default_factory=list, description="Tried in order after every target failed."
+        default_factory=list,
+        max_length=MAX_TARGETS,
+        description="Tried in order after every target failed.",
     )
     retry: Retry = Field(default_factory=Retry, description="Retries per target.")
     cache: Cache = Field(default_factory=Cache, description="Response cache.")
@@ -260,9 +328,24 @@ class Telemetry(Spec):
 class RoutingPolicySpec(Spec):
     """Providers, models, routes and the rules around them."""
 
-    providers: list[Provider] = Field(min_length=1, description="Upstream APIs.")
-    models: list[Model] = Field(min_length=1, description="Models on offer.")
-    routes: list[Route] = Field(min_length=1, description="First match wins.")
+    providers: list[Provider] = Field(
+        min_length=1,
+        max_length=MAX_PROVIDERS,
+        description="Upstream APIs.",
+        json_schema_extra=_unique_names("provider"),
+    )
+    models: list[Model] = Field(
+        min_length=1,
+        max_length=MAX_MODELS,
+        description="Models on offer.",
+        json_schema_extra=_unique_names("model"),
+    )
+    routes: list[Route] = Field(
+        min_length=1,
+        max_length=MAX_ROUTES,
+        description="First match wins.",
+        json_schema_extra=_unique_names("route"),
+    )
     data_residency: dict[str, list[Label]] = Field(
         default_factory=dict,
         description="User region -> provider regions its requests may reach.",
@@ -287,6 +370,21 @@ class ObjectMeta(BaseModel):
 class Threshold(Spec):
     """An action taken when spend reaches a share of the limit."""
 
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            _rule(
+                "self.action != 'downgrade' || has(self.downgradeTo)",
+                "downgrade needs downgradeTo",
+                ".downgradeTo",
+            ),
+            _rule(
+                "self.action == 'downgrade' || !has(self.downgradeTo)",
+                "only a downgrade takes downgradeTo",
+                ".downgradeTo",
+            ),
+        )
+    )
+
     percent: Decimal = Field(gt=0, le=1000, description="Share of limitUSD, in percent.")
     action: ThresholdAction = Field(description="alert | downgrade | block.")
     downgrade_to: Label | None = Field(
@@ -310,8 +408,115 @@ class FeatureBudgetSpec(Spec):
     team: Label | None = Field(default=None, description="Team owning the feature.")
     limit_usd: Money = Field(alias="limitUSD", description="Limit in USD per period.")
     period: Period = Field(description="daily | weekly (ISO, Monday) | monthly, UTC.")
-    thresholds: list[Threshold] = Field(default_factory=list, description="Ascending percents.")
+    thresholds: list[Threshold] = Field(
+        default_factory=list,
+        max_length=MAX_THRESHOLDS,
+        description="Actions by share of the limit, in strictly ascending percents.",
+        json_schema_extra=_cel(
+            _rule(
+                "self.map(t, t.percent).isSorted()"
+                " && self.all(a, self.exists_one(b, b.percent == a.percent))",
+                "percents must be strictly ascending",
+            )
+        ),
+    )
     alerts: BudgetAlerts = Field(default_factory=BudgetAlerts)
+
+
+class Condition(Spec):
+    """A Kubernetes-style status condition."""
+
+    type: str = Field(description="Ready (RoutingPolicy) or Current (FeatureBudget).")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(description="CamelCase reason, e.g. Rendered, Invalid, LedgerUnreachable.")
+    message: str = Field(default="", description="What happened, for humans.")
+    last_transition_time: str = Field(description="RFC 3339 time the status last changed.")
+    observed_generation: int | None = Field(
+        default=None, description="Generation the condition was computed from."
+    )
+
+
+class RoutingPolicyStatus(Spec):
+    """What the operator made of a RoutingPolicy."""
+
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready: rendered into the ConfigMap, or why not."
+    )
+    observed_generation: int | None = Field(default=None, description="Generation last handled.")
+    config_map: str | None = Field(
+        default=None, description="ConfigMap holding the sidecar config."
+    )
+    config_hash: str | None = Field(default=None, description="Hash of the rendered config.")
+    routes: int | None = Field(default=None, description="Number of routes in force.")
+
+
+class ModelSpend(Spec):
+    """Spend of a budget's feature on one team/provider/model in the current period."""
+
+    team: str = Field(description="Team the spend is attributed to.")
+    provider: str = Field(description="Provider that served the requests.")
+    model: str = Field(description="Model that served the requests.")
+    spent_usd: str = Field(alias="spentUSD", description="Exact decimal USD.")
+    requests: int = Field(ge=0, description="Requests priced.")
+    input_tokens: int = Field(default=0, ge=0, description="Input tokens billed.")
+    output_tokens: int = Field(default=0, ge=0, description="Output tokens billed.")
+
+
+def _json_number(value: Decimal) -> int | float:
+    """A Decimal as a JSON number: the CRD's status schema says `type: number`."""
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+Delivery = Literal["Pending", "Sent", "Failed", "Off"]
+
+
+class AlertSent(Spec):
+    """A threshold alert of a period: recorded before it is delivered, so never sent twice.
+
+    Each channel is Pending until delivered (Sent), Off when not configured, and the webhook is
+    Failed once it gave up after `attempts` tries.
+    """
+
+    period_start: str = Field(description="Start of the period it was sent in (RFC 3339).")
+    percent: Annotated[
+        Decimal, PlainSerializer(_json_number, return_type=int | float, when_used="json")
+    ] = Field(description="The threshold's percent.")
+    action: ThresholdAction = Field(description="The threshold's action.")
+    at: str = Field(description="When the threshold was found reached (RFC 3339).")
+    event: Delivery = Field(default="Sent", description="The Kubernetes Event: Pending, Sent, Off.")
+    webhook: Delivery = Field(
+        default="Off", description="The webhook POST: Pending, Sent, Failed or Off."
+    )
+    attempts: int = Field(default=0, ge=0, description="Webhook deliveries tried.")
+    message: str | None = Field(default=None, description="Why the last webhook delivery failed.")
+
+
+class FeatureBudgetStatus(Spec):
+    """A budget's spend in its current period, from the ledger."""
+
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Current: the ledger was read, or why not."
+    )
+    observed_generation: int | None = Field(default=None, description="Generation last handled.")
+    period_start: str | None = Field(default=None, description="Start of the current period.")
+    period_end: str | None = Field(default=None, description="End of the current period.")
+    spent_usd: str | None = Field(
+        default=None, alias="spentUSD", description="Exact decimal USD spent in the period."
+    )
+    remaining_usd: str | None = Field(
+        default=None, alias="remainingUSD", description="limitUSD minus spent, never below 0."
+    )
+    percent_used: float | None = Field(default=None, description="spent / limit, in percent.")
+    state: Literal["Ok", "Warning", "Downgraded", "Blocked"] | None = Field(
+        default=None, description="Ok, Warning (an alert fired), Downgraded or Blocked."
+    )
+    by_model: list[ModelSpend] = Field(
+        default_factory=list, description="Spend per team, provider and model."
+    )
+    alerts_sent: list[AlertSent] = Field(
+        default_factory=list, description="Threshold alerts sent, so none is sent twice."
+    )
+    last_updated: str | None = Field(default=None, description="When the ledger was last read.")
 
 
 class RoutingPolicy(BaseModel):
@@ -323,7 +528,7 @@ class RoutingPolicy(BaseModel):
     kind: Literal["RoutingPolicy"]
     metadata: ObjectMeta
     spec: RoutingPolicySpec
-    status: dict[str, object] | None = None
+    status: RoutingPolicyStatus | None = None
 
 
 class FeatureBudget(BaseModel):
@@ -335,4 +540,4 @@ class FeatureBudget(BaseModel):
     kind: Literal["FeatureBudget"]
     metadata: ObjectMeta
     spec: FeatureBudgetSpec
-    status: dict[str, object] | None = None
+    status: FeatureBudgetStatus | None = None
