@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -198,3 +199,27 @@ def test_overspend_past_a_block_is_bounded_by_requests_in_flight(
     # the spend cannot reach it. It falls short by at most the unused lease of each sidecar.
     assert spent < Decimal(3)
     assert spent >= Decimal(3) - per_request - 3 * per_request
+
+
+def test_sigkill_loses_no_record_of_a_served_request(
+    mock: MockProvider, redis_server: RedisServer, sidecars: SidecarFactory, tmp_path: Path
+) -> None:
+    doc = shared_policy(mock, redis_server.url)
+    outbox = ["--outbox", str(tmp_path / "outbox.jsonl"), "--feature", "checkout"]
+    args = [*outbox, "--namespace", "test"]
+    first = sidecars(doc, args=args)
+    costs = [ask(first, i) for i in range(10)]  # recorded in Redis before each answer
+    with contextlib.suppress(redis.ConnectionError):
+        redis_server.client().shutdown(save=True)
+    costs += [ask(first, 10 + i) for i in range(10)]  # recorded in the fsync'd outbox
+    first.signal(signal.SIGKILL)
+    first.wait(10)
+    redis_server.start()
+    # A new sidecar on the same outbox (the pod's emptyDir survives a container restart).
+    second = sidecars(args=args, config=first.config)  # type: ignore[attr-defined]
+    replayed = asyncio.run(
+        _wait_for(lambda: ledger_total(redis_server.url, tmp_path) == sum(costs), 15.0)
+    )
+    assert replayed, (ledger_total(redis_server.url, tmp_path), sum(costs))
+    second.stop()
+    assert ledger_total(redis_server.url, tmp_path) == sum(costs) == billed(mock)
