@@ -1,254 +1,59 @@
 """Edge: a mock OpenAI-compatible provider (aiohttp) for tests, the demo and benchmarks.
 
-It owns the fake upstream: `/v1/chat/completions` (plain and SSE), `/v1/embeddings`,
-`/v1/models`, fault injection, and the counters and request log that tests read back through
-the admin API (`/_mock/faults`, `/_mock/stats`, `/_mock/requests`, `/_mock/reset`,
-`/healthz`). Answers are deterministic:
-
-- prompt_tokens = 3 + sum over messages of (ceil(characters of the content / 4) + 4);
-- completion_tokens = max_completion_tokens or max_tokens if given, else 16;
-- the answer is completion_tokens times "tok ", unless the last user message contains
-  `[[json]]` (answer `{"ok": true}`), `[[refuse]]` (a refusal sentence) or `[[empty]]` ("");
-  usage is the same in those cases. A stream sends one content delta per completion token
-  (a special answer is spread over those deltas, so some may be empty).
-
-Billing rule (`/_mock/stats`): a request is billed only for what reached the client.
-A complete answer bills prompt + completion tokens; a stream bills the prompt once its first
-body byte is written plus one output token per content delta written, so a stream cut
-mid-way bills the prompt plus the tokens already sent. Error statuses, `hang`, `reset`,
-`bad_json`, `cut_before_first_byte` and cut non-streaming bodies bill nothing; only complete
-200 answers count as `served`.
+It owns the fake upstream's HTTP surface: `/v1/chat/completions` (plain and SSE),
+`/v1/embeddings`, `/v1/models`, and the admin API through which tests set faults and read back
+counters and the request log (`/_mock/faults`, `/_mock/stats`, `/_mock/requests`,
+`/_mock/reset`, `/healthz`), plus the `switchboard mock-provider` process. What it answers,
+the fault rules and the billing rule are in the pure `mockanswers` module; this module adds
+time (latency, delays, hangs) and the transport.
 
 A stream without delays or cuts is sent as one body with a Content-Length (fast); delayed
 or cut streams use chunked transfer encoding, one write per event.
 
 Faults: `cut_before_first_byte` sends the response headers (status 200) and aborts the
 connection before any body byte. On a non-streaming request `cut_after` sends the headers and
-half of the JSON body, then aborts. `delay_ms` delays the answer for any fault; `slow` also
-waits it between stream chunks (default 200 ms).
+half of the JSON body, then aborts (on a stream: after `after_chunks` content deltas).
+`delay_ms` delays the answer for any fault; `slow` also waits it between stream chunks
+(default 200 ms). `hang` holds the request until the client goes away; `reset` closes the
+connection at once; `bad_json` answers 200 with a truncated JSON body.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import dataclasses
-import fnmatch
-import hashlib
-import math
 import signal
-import struct
 import sys
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeGuard
 
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-Json = dict[str, Any]
-FAULTS = frozenset(
-    {"ok", "429", "500", "503", "401", "400", "hang", "reset", "slow"}
-    | {"cut_before_first_byte", "cut_after", "bad_json"}
+from switchboard.mockanswers import (
+    BAD_JSON,
+    CUTS,
+    ERRORS,
+    Json,
+    MockState,
+    Rule,
+    answer_pieces,
+    chat_completion,
+    chat_stream,
+    completion_tokens_of,
+    embedding_inputs,
+    embedding_tokens,
+    embeddings_list,
+    error_doc,
+    models_list,
+    parse_rules,
+    prompt_tokens_of,
 )
-CUTS = frozenset({"cut_before_first_byte", "cut_after"})
-RULE_KEYS = frozenset({"fault", "times", "model", "retry_after", "delay_ms", "after_chunks"})
-# fault -> (status, error type, error code, message)
-ERRORS: dict[str, tuple[int, str, str | None, str]] = {
-    "400": (400, "invalid_request_error", None, "Invalid request (injected fault)."),
-    "401": (401, "invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
-    "429": (429, "rate_limit_error", "rate_limit_exceeded", "Rate limit reached (mock)."),
-    "500": (500, "server_error", None, "The server had an error processing your request."),
-    "503": (503, "server_error", None, "The server is overloaded or not ready yet."),
-}
-SLOW_DEFAULT_MS = 200.0
-DEFAULT_COMPLETION_TOKENS = 16
-EMBEDDING_DIMENSIONS = 8
-MODELS = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")
-REFUSAL = "I'm sorry, but I can't help with that."
+
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-BAD_JSON = b'{"id": "chatcmpl-broken", "object": '
-DONE = b"data: [DONE]\n\n"
-
-
-def _is_int(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-@dataclass
-class Rule:
-    """One fault rule; `times` None means forever."""
-
-    fault: str
-    times: int | None = None
-    model: str | None = None
-    retry_after: float | None = None
-    delay_ms: float | None = None
-    after_chunks: int = 3
-
-    def matches(self, model: str | None) -> bool:
-        if self.times == 0:
-            return False
-        return self.model is None or (model is not None and fnmatch.fnmatchcase(model, self.model))
-
-    @property
-    def delay_s(self) -> float:
-        if self.delay_ms is not None:
-            return self.delay_ms / 1000
-        return SLOW_DEFAULT_MS / 1000 if self.fault == "slow" else 0.0
-
-
-NO_FAULT = Rule("ok")
-
-
-def parse_rules(doc: object) -> list[Rule]:
-    """`{"rules": [...]}` -> rules; raises ValueError on any unexpected shape."""
-    if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
-        raise ValueError('expected {"rules": [...]}')
-    return [_parse_rule(item) for item in doc["rules"]]
-
-
-def _parse_rule(item: object) -> Rule:
-    if not isinstance(item, dict) or item.get("fault") not in FAULTS:
-        raise ValueError(f"each rule needs a fault among {sorted(FAULTS)}")
-    if unknown := set(item) - RULE_KEYS:
-        raise ValueError(f"unknown rule keys: {sorted(unknown)}")
-    rule = Rule(**item)
-    if rule.times is not None and not (_is_int(rule.times) and rule.times >= 0):
-        raise ValueError("times must be a non-negative integer or null")
-    if rule.model is not None and not isinstance(rule.model, str):
-        raise ValueError("model must be a glob string")
-    for number in (rule.retry_after, rule.delay_ms):
-        if number is not None and not (isinstance(number, int | float) and number >= 0):
-            raise ValueError("retry_after and delay_ms must be non-negative numbers")
-    if not (_is_int(rule.after_chunks) and rule.after_chunks >= 0):
-        raise ValueError("after_chunks must be a non-negative integer")
-    return rule
-
-
-@dataclass
-class ModelStats:
-    requests: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-
-
-@dataclass
-class MockState:
-    name: str
-    api_key: str | None
-    latency_s: float
-    chunk_delay_s: float
-    rules: list[Rule] = field(default_factory=list)
-    requests: int = 0
-    served: int = 0
-    by_model: dict[str, ModelStats] = field(default_factory=dict)
-    log: deque[Json] = field(default_factory=lambda: deque(maxlen=200))
-    seq: int = 0
-
-    def take_rule(self, model: str | None) -> Rule:
-        for rule in self.rules:
-            if rule.matches(model):
-                if rule.times is not None:
-                    rule.times -= 1
-                return rule
-        return NO_FAULT
-
-    def model_stats(self, model: str) -> ModelStats:
-        if model not in self.by_model:
-            self.by_model[model] = ModelStats()
-        return self.by_model[model]
-
-    def bill(self, model: str, input_tokens: int, output_tokens: int) -> None:
-        stats = self.model_stats(model)
-        stats.input_tokens += input_tokens
-        stats.output_tokens += output_tokens
-
-    def next_id(self) -> str:
-        self.seq += 1
-        return f"chatcmpl-{self.name}-{self.seq}"
-
-    def reset(self) -> None:
-        self.rules.clear()
-        self.requests = self.served = 0
-        self.by_model.clear()
-        self.log.clear()
-
-
 STATE = web.AppKey("mock_state", MockState)
-
-
-# ---- deterministic answers ------------------------------------------------------------------
-
-
-def text_of(content: object) -> str:
-    """Message content (a string, a list of parts with "text", or null) as plain text."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(str(p["text"]) for p in content if isinstance(p, dict) and "text" in p)
-    return ""
-
-
-def _get(message: object, key: str) -> object:
-    return message.get(key) if isinstance(message, dict) else None
-
-
-def prompt_tokens_of(messages: list[object]) -> int:
-    return 3 + sum(math.ceil(len(text_of(_get(m, "content"))) / 4) + 4 for m in messages)
-
-
-def answer_pieces(messages: list[object], completion_tokens: int) -> list[str]:
-    """The answer as exactly `completion_tokens` pieces (one per streamed content delta)."""
-    users = [m for m in messages if _get(m, "role") == "user"]
-    last_user = text_of(_get(users[-1], "content")) if users else ""
-    if "[[json]]" in last_user:
-        return _spread('{"ok": true}', completion_tokens)
-    if "[[refuse]]" in last_user:
-        return _spread(REFUSAL, completion_tokens)
-    if "[[empty]]" in last_user:
-        return [""] * completion_tokens
-    return ["tok "] * completion_tokens
-
-
-def _spread(text: str, n: int) -> list[str]:
-    return [text[len(text) * i // n : len(text) * (i + 1) // n] for i in range(n)]
-
-
-def embedding_of(item: str | list[int]) -> list[float]:
-    """A deterministic vector of dimension 8; its values are exact in float32."""
-    digest = hashlib.blake2b(orjson.dumps(item), digest_size=EMBEDDING_DIMENSIONS).digest()
-    return [(b - 128) / 128 for b in digest]
-
-
-def _base64_of(vector: list[float]) -> str:
-    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-
-
-def _embedding_inputs(raw: object) -> list[str | list[int]] | None:
-    if isinstance(raw, str):
-        return [raw]
-    if not isinstance(raw, list) or not raw:
-        return None
-    if all(isinstance(i, str) for i in raw) or all(
-        isinstance(i, list) and all(_is_int(t) for t in i) for i in raw
-    ):
-        return list(raw)
-    return [raw] if all(_is_int(i) for i in raw) else None
-
-
-def _usage(prompt: int, completion: int) -> Json:
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0},
-    }
 
 
 # ---- responses -------------------------------------------------------------------------------
@@ -259,9 +64,7 @@ def _json(doc: object, status: int = 200) -> web.Response:
 
 
 def _error(status: int, message: str, type_: str, code: str | None = None) -> web.Response:
-    return _json(
-        {"error": {"message": message, "type": type_, "param": None, "code": code}}, status
-    )
+    return _json(error_doc(message, type_, code), status)
 
 
 def _fault_error(rule: Rule) -> web.Response:
@@ -357,27 +160,14 @@ async def chat_completions(
     model, messages = body.get("model"), body.get("messages")
     if not isinstance(model, str) or not isinstance(messages, list):
         return _error(400, "'model' and 'messages' are required.", "invalid_request_error")
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    completion = max_tokens if _is_int(max_tokens) else DEFAULT_COMPLETION_TOKENS
+    completion = completion_tokens_of(body)
     prompt = prompt_tokens_of(messages)
     pieces = answer_pieces(messages, completion)
     if body.get("stream") is True:
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
         return await _stream_chat(request, state, rule, model, prompt, pieces, include_usage)
-    message = {"role": "assistant", "content": "".join(pieces), "refusal": None}
-    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
-    payload = orjson.dumps(
-        {
-            "id": state.next_id(),
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model,
-            "system_fingerprint": "fp_mock",
-            "choices": [choice],
-            "usage": _usage(prompt, completion),
-        }
-    )
+    payload = chat_completion(state.next_id(), int(time.time()), model, prompt, completion, pieces)
     return await _send_json(request, state, rule, payload, (model, prompt, completion))
 
 
@@ -390,33 +180,8 @@ async def _stream_chat(
     pieces: list[str],
     include_usage: bool,
 ) -> web.StreamResponse:
-    base: Json = {
-        "id": state.next_id(),
-        "object": "chat.completion.chunk",
-        "created": int(time.time()),
-        "model": model,
-        "system_fingerprint": "fp_mock",
-    }
-    if include_usage:
-        base["usage"] = None
-    events: dict[str, bytes] = {}  # equal pieces share one encoded event
-
-    def event(delta: Json, finish: str | None = None, key: str | None = None) -> bytes:
-        if key is not None and key in events:
-            return events[key]
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        data = b"data: " + orjson.dumps({**base, "choices": [choice]}) + b"\n\n"
-        if key is not None:
-            events[key] = data
-        return data
-
-    head = event({"role": "assistant", "content": "", "refusal": None})
-    deltas = [event({"content": piece}, key=piece) for piece in pieces]
-    tail = event({}, "stop")
-    if include_usage:
-        usage = {**base, "choices": [], "usage": _usage(prompt, len(pieces))}
-        tail += b"data: " + orjson.dumps(usage) + b"\n\n"
-    tail += DONE
+    events = chat_stream(state.next_id(), int(time.time()), model, prompt, pieces, include_usage)
+    head, deltas, tail = events.head, events.deltas, events.tail
     gap = state.chunk_delay_s + (rule.delay_s if rule.fault == "slow" else 0.0)
     if not gap and rule.fault not in CUTS:  # the hot path: one body, no chunked encoding
         state.served += 1
@@ -449,26 +214,18 @@ async def _stream_chat(
 async def embeddings(
     request: web.Request, state: MockState, body: Json, rule: Rule
 ) -> web.StreamResponse:
-    model, items = body.get("model"), _embedding_inputs(body.get("input"))
+    model, items = body.get("model"), embedding_inputs(body.get("input"))
     if not isinstance(model, str) or items is None:
         message = "'model' and 'input' (a string, strings or token arrays) are required."
         return _error(400, message, "invalid_request_error")
-    tokens = sum(math.ceil(len(i) / 4) if isinstance(i, str) else len(i) for i in items)
+    tokens = embedding_tokens(items)
     as_base64 = body.get("encoding_format") == "base64"
-    data = []
-    for index, item in enumerate(items):
-        vector = embedding_of(item)
-        embedding = _base64_of(vector) if as_base64 else vector
-        data.append({"object": "embedding", "index": index, "embedding": embedding})
-    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-    payload = orjson.dumps({"object": "list", "data": data, "model": model, "usage": usage})
+    payload = embeddings_list(model, items, tokens, as_base64=as_base64)
     return await _send_json(request, state, rule, payload, (model, tokens, 0))
 
 
 def _models(name: str) -> Answer:
-    created = int(time.time())
-    data = [{"id": m, "object": "model", "created": created, "owned_by": name} for m in MODELS]
-    payload = orjson.dumps({"object": "list", "data": data})
+    payload = models_list(name, int(time.time()))
 
     async def models(
         request: web.Request, state: MockState, body: Json, rule: Rule

@@ -10,22 +10,18 @@ Only the standard library is used here, so any test tier can import it.
 from __future__ import annotations
 
 import json
-import os
 import re
-import select
-import subprocess
 import sys
-import tempfile
-import time
 import urllib.request
 from collections.abc import Mapping
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
-READY = re.compile(r"^mock-provider (\S+) listening on (http://\S+):(\d+)$")
+from tests.support.processes import ServerProcess
+
+READY = re.compile(r"^mock-provider (\S+) listening on http://\S+:(?P<port>\d+)$")
 
 
-class MockProvider:
+class MockProvider(ServerProcess):
     """A `python -m switchboard.mockprovider` process on a free loopback port."""
 
     def __init__(
@@ -42,41 +38,14 @@ class MockProvider:
         args += ["--latency-ms", str(latency_ms), "--chunk-delay-ms", str(chunk_delay_ms)]
         if api_key is not None:
             args += ["--api-key", api_key]
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop())
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "switchboard.mockprovider", *args],
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        try:
-            self.base, self.port = self._wait_ready(startup_timeout)
-        except BaseException:
-            self.stop()
-            raise
+        argv = [sys.executable, "-m", "switchboard.mockprovider", *args]
+        super().__init__(argv, READY, startup_timeout=startup_timeout)
+        self.base = f"http://127.0.0.1:{self.port}"
 
     @property
     def url(self) -> str:
         """The OpenAI base URL, ending in /v1."""
         return f"{self.base}/v1"
-
-    def _wait_ready(self, timeout: float) -> tuple[str, int]:
-        assert self._proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([self._proc.stdout], [], [], 0.05)
-            if ready:
-                line = self._proc.stdout.readline().decode().strip()
-                if match := READY.match(line):
-                    port = int(match.group(3))
-                    return f"{match.group(2)}:{port}", port
-                if not line and self._proc.poll() is not None:
-                    break
-        raise RuntimeError(f"mock provider {self.name} did not start: {self._stderr_text()}")
-
-    def _stderr_text(self) -> str:
-        self._stderr.seek(0)
-        return self._stderr.read().decode(errors="replace")[-2000:]
 
     def _call(self, method: str, path: str, body: object = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -103,26 +72,3 @@ class MockProvider:
 
     def reset(self) -> None:
         self._call("POST", "/_mock/reset", {})
-
-    def stop(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        if self._proc.stdout is not None:
-            self._proc.stdout.close()
-        self._stderr.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

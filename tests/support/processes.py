@@ -1,4 +1,8 @@
-"""Real server processes for tests: start, wait for the ready line, stop. Stdlib only."""
+"""Real server processes for tests: start, wait until ready, stop. Stdlib only.
+
+`ServerProcess` is a child that says it is ready with a line on stdout (the sidecar, the mock
+provider); `wait_until` and `stop_process` serve children that are ready otherwise (redis).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,39 @@ import signal as signals
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Self
+
+
+def wait_until(
+    ready: Callable[[], bool],
+    proc: subprocess.Popen[bytes],
+    timeout: float,
+    interval: float = 0.02,
+) -> bool:
+    """Poll `ready` until it holds (True), or `proc` exits or `timeout` passes (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        if ready():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def stop_process(
+    proc: subprocess.Popen[bytes], sig: int = signals.SIGTERM, timeout: float = 10.0
+) -> None:
+    """Send `sig` to a running `proc` and reap it; SIGKILL when it outlives `timeout`."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 class ServerProcess:
@@ -73,13 +107,7 @@ class ServerProcess:
         return self._proc.wait(timeout=timeout)
 
     def stop(self, sig: int = signals.SIGTERM) -> None:
-        if self._proc.poll() is None:
-            self._proc.send_signal(sig)
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        stop_process(self._proc, sig)
         if self._proc.stdout is not None:
             self._proc.stdout.close()
 

@@ -11,12 +11,13 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 import redis
+
+from tests.support.processes import stop_process, wait_until
 
 
 def free_port() -> int:
@@ -52,13 +53,8 @@ class RedisServer:
         self._proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                break
-            if self.ping():
-                return
-            time.sleep(0.02)
+        if wait_until(self.ping, self._proc, self.startup_timeout):
+            return
         self.stop()
         raise RuntimeError(f"redis-server did not start on port {self.port}:\n{self.log()}")
 
@@ -83,14 +79,8 @@ class RedisServer:
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 5 s); the port is kept for `start()`."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None:
+            stop_process(proc, timeout=5)
 
     def log(self) -> str:
         try:

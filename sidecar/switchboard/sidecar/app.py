@@ -22,8 +22,8 @@ from switchboard.pricing.catalog import catalog_price
 from switchboard.sidecar import handlers, reload
 from switchboard.sidecar.attribution import Identity
 from switchboard.sidecar.budgets import BudgetTracker
+from switchboard.sidecar.deps import Clock, Deps, RuntimeHolder, TargetBook
 from switchboard.sidecar.keys import DEPS
-from switchboard.sidecar.pipeline import Clock, Deps, RuntimeHolder, TargetBook
 from switchboard.sidecar.responsecache import ResponseCache
 from switchboard.sidecar.upstream import Upstream
 from switchboard.telemetry import spans

@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from switchboard.routing.breaker import TargetHealth, breaker_state
 from switchboard.sidecar import pipeline
+from switchboard.sidecar.answers import error_response
 from switchboard.sidecar.keys import DEPS
 
 log = logging.getLogger("switchboard.sidecar")
@@ -88,10 +89,10 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
         if exc.status < 400:
             raise
         type_ = "invalid_request_error" if exc.status < 500 else "server_error"
-        return pipeline.error_response(exc.status, exc.reason, type_)
+        return error_response(exc.status, exc.reason, type_)
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
-        return pipeline.error_response(500, "internal error in the sidecar", "server_error")
+        return error_response(500, "internal error in the sidecar", "server_error")
 
 
 def add_routes(app: web.Application) -> None:

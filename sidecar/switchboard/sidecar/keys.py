@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from switchboard.sidecar.pipeline import Deps
+from switchboard.sidecar.deps import Deps
 
 DEPS = web.AppKey("deps", Deps)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from switchboard.config.load import YAML_SUFFIXES, ConfigError, load_config
 from switchboard.config.runtime import PriceLookup, RuntimeConfig, compile_runtime
-from switchboard.sidecar.pipeline import RuntimeHolder
+from switchboard.sidecar.deps import RuntimeHolder
 from switchboard.telemetry.metrics import Metrics
 
 log = logging.getLogger("switchboard.sidecar.reload")

@@ -2,19 +2,20 @@
 
 `StreamTally` follows what has passed (usage, output chunks, text when asked for) and `relay`
 decides which raw event bytes go to the client as they come: everything except the usage-only
-chunk (kept aside: the pipeline forwards it at the end only to clients that asked for it) and
-`[DONE]`, which the pipeline writes itself after the cost comment.
+chunk and `[DONE]`. Both come back in `stream_tail`, which ends every stream the sidecar
+relays: the usage chunk only for clients that asked for it, the cost comment, then `[DONE]`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 import orjson
 
 from switchboard.pricing.cost import Usage, format_usd
+from switchboard.providers.client_request import client_wants_usage
 from switchboard.providers.openai_compat import parse_stream_event
 from switchboard.providers.sse import SSEEvent
 
@@ -77,6 +78,13 @@ def relay(events: Iterable[SSEEvent], tally: StreamTally) -> bytes:
 def cost_comment(cost: Decimal) -> bytes:
     """An SSE comment carrying the stream's cost (clients ignore comments)."""
     return f": x-switchboard-cost-usd={format_usd(cost)}\n\n".encode()
+
+
+def stream_tail(usage_event: bytes | None, body: Mapping[str, object], cost: Decimal) -> bytes:
+    """The end of a stream the client gets: the usage-only chunk (only when the request asked
+    for usage with `stream_options.include_usage`), the cost comment, then `[DONE]`."""
+    usage = usage_event if usage_event and client_wants_usage(body) else b""
+    return usage + cost_comment(cost) + DONE_EVENT
 
 
 def error_event(message: str, type_: str = "upstream_stream_error") -> bytes:

@@ -7,6 +7,9 @@ import aiohttp
 from switchboard.config.runtime import ProviderRuntime
 from switchboard.providers.openai_compat import UpstreamError
 
+# What a request to a provider may raise that means "this attempt failed" (error_of_exception).
+UPSTREAM_FAILURES = (TimeoutError, aiohttp.ClientError, OSError)
+
 
 class Upstream:
     """Pooled connections to every provider; sessions outlive config reloads."""

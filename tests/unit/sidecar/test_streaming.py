@@ -18,6 +18,7 @@ from switchboard.sidecar.streaming import (
     cost_comment,
     error_event,
     relay,
+    stream_tail,
 )
 
 GOLDEN = Path(__file__).parents[2] / "golden" / "providers"
@@ -206,3 +207,13 @@ def test_error_event_is_one_openai_style_error_data_event() -> None:
     assert error["message"] == 'upstream stream broke: "cut"\nafter 3 chunks'
     assert error["type"] == "upstream_stream_error"
     assert set(error) == {"message", "type", "param", "code"}
+
+
+def test_stream_tail_sends_the_usage_chunk_only_to_clients_that_asked() -> None:
+    usage = _usage_chunk(10, 2)
+    asked = {"stream_options": {"include_usage": True}}
+    cost = cost_comment(Decimal("0.5"))
+
+    assert stream_tail(usage, asked, Decimal("0.5")) == usage + cost + DONE_EVENT
+    assert stream_tail(usage, {}, Decimal("0.5")) == cost + DONE_EVENT
+    assert stream_tail(None, asked, Decimal("0.5")) == cost + DONE_EVENT

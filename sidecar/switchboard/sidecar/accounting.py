@@ -1,0 +1,120 @@
+"""Edge: what the sidecar records about a request — cost, ledger, budgets, metrics and spans.
+
+Owns charging a paid attempt (price it, add it to the request's total, the budgets and the
+ledger, count its tokens and cost), releasing an attempt's budget hold, the request counter,
+the `x-switchboard-*` response headers (with the overhead histogram) and the usage and content
+attributes of spans. The prices and decisions come from the core; this module applies them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from decimal import Decimal
+
+from opentelemetry import trace
+
+from switchboard.api import names
+from switchboard.config.runtime import ModelRuntime
+from switchboard.ledger.base import SpendRecord
+from switchboard.pricing.cost import ZERO, Usage, cost_of, format_usd
+from switchboard.sidecar.call import Answer, Call
+from switchboard.sidecar.deps import Deps
+from switchboard.telemetry import spans
+
+BUDGET_HEADER = {"alert": "warning", "downgrade": "downgraded"}
+
+
+async def charge(
+    call: Call, model: ModelRuntime, usage: Usage, deps: Deps, *, estimated: bool = False
+) -> Decimal:
+    """Price one paid attempt and record it: metrics, span total and the ledger."""
+    cost = cost_of(usage, model.price)
+    call.spent += cost
+    at = deps.clock.now()
+    deps.metrics.record_call(call.labels(model), usage, cost)
+    deps.budgets.spent(call.runtime, call.facts.feature, cost, at)
+    release(call, deps)
+    await deps.ledger.record(
+        SpendRecord(
+            id=uuid.uuid4().hex,
+            at=at,
+            namespace=deps.identity.namespace,
+            feature=call.facts.feature,
+            team=call.team,
+            provider=model.provider.name,
+            model=model.name,
+            route=call.route.name,
+            usage=usage,
+            cost=cost,
+            estimated=estimated,
+        )
+    )
+    return cost
+
+
+def release(call: Call, deps: Deps) -> None:
+    """Give back the budget the attempt in flight holds (nothing when it holds none)."""
+    deps.budgets.release(call.runtime, call.facts.feature, call.held)
+    call.held = ZERO
+
+
+def estimated_usage(call: Call, answer: Answer) -> Usage:
+    """Usage of an answer that reported none: the prompt estimate, 4 characters a token out."""
+    output = math.ceil(len(answer.result.text) / 4)
+    return Usage(input_tokens=call.facts.prompt_tokens, output_tokens=output)
+
+
+def escalated(call: Call, model: ModelRuntime, reason: str, deps: Deps) -> None:
+    """A cascade step failed its quality gate: count a failover and note it in the span."""
+    deps.metrics.failovers.labels(
+        call.facts.feature, call.route.name, model.provider.name, model.name, "quality"
+    ).inc()
+    call.span.add_event("cascade.escalate", {"model": model.name, "reason": reason})
+
+
+def _overhead_ms(call: Call) -> float:
+    return max(0.0, (time.perf_counter() - call.started - call.upstream_seconds) * 1000)
+
+
+def response_headers(
+    call: Call, provider: str, model: str, cache: str, cost: Decimal | None, deps: Deps
+) -> dict[str, str]:
+    """The `x-switchboard-*` headers; observes the sidecar's overhead so far."""
+    overhead = _overhead_ms(call)
+    deps.metrics.overhead.labels(call.route.name).observe(overhead / 1000)
+    headers = {
+        names.RESPONSE_PROVIDER: provider,
+        names.RESPONSE_MODEL: model,
+        names.RESPONSE_ROUTE: call.route.name,
+        names.RESPONSE_CACHE: cache,
+        names.RESPONSE_ATTEMPTS: str(call.attempts),
+        names.RESPONSE_OVERHEAD: f"{overhead:.3f}",
+    }
+    if cost is not None:
+        headers[names.RESPONSE_COST] = format_usd(cost)
+    if call.budget.action in BUDGET_HEADER:
+        headers[names.RESPONSE_BUDGET] = BUDGET_HEADER[call.budget.action]
+    return headers
+
+
+def count(call: Call, provider: str, model: str, status: int, deps: Deps) -> None:
+    """Count the request once, with the status the client got."""
+    deps.metrics.requests.labels(
+        call.facts.feature, call.team, provider, model, call.route.name, str(status)
+    ).inc()
+
+
+def usage_attributes(span: trace.Span, usage: Usage | None, response_model: str | None) -> None:
+    if response_model:
+        span.set_attribute(spans.RESPONSE_MODEL, response_model)
+    if usage is not None:
+        span.set_attribute(spans.INPUT_TOKENS, usage.input_tokens)
+        span.set_attribute(spans.OUTPUT_TOKENS, usage.output_tokens)
+
+
+def capture_output(call: Call, text: str, finish_reason: str | None) -> None:
+    """The answer in the request's span, only when the policy opts in (captureContent)."""
+    if call.endpoint == "chat" and call.runtime.config.spec.telemetry.capture_content:
+        call.span.set_attribute(spans.COMPLETION, spans.output_messages(text, finish_reason))

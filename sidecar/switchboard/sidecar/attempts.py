@@ -1,0 +1,175 @@
+"""Edge: the tries of one target — retries with backoff, a budget hold per paid attempt, and
+each upstream exchange in its own client span.
+
+`try_target` is the retry loop of one step of the plan (a 429, an open breaker or an error
+that is not retryable moves on at once); `_exchange` sends one request through `Upstream` and
+turns what comes back into an `Outcome`: an answer, a stream whose first event has arrived,
+or a classified error. Failover across targets and the cascade live in `pipeline`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+
+import aiohttp
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from switchboard.config.runtime import ModelRuntime
+from switchboard.providers import openai_compat as oai
+from switchboard.providers.client_request import Endpoint
+from switchboard.providers.sse import SSEEvent, SSEParser
+from switchboard.routing.breaker import TargetHealth, breaker_state
+from switchboard.routing.retry import backoff_seconds, retry_allowed
+from switchboard.routing.strategies import expected_cost
+from switchboard.sidecar.accounting import release, usage_attributes
+from switchboard.sidecar.call import Answer, Call, OpenStream, Outcome
+from switchboard.sidecar.deps import Deps
+from switchboard.sidecar.upstream import UPSTREAM_FAILURES, Upstream, error_of_exception
+from switchboard.telemetry import spans
+from switchboard.telemetry.redact import redact
+
+PATHS: Mapping[Endpoint, str] = {"chat": "/chat/completions", "embeddings": "/embeddings"}
+
+
+async def try_target(call: Call, model: ModelRuntime, deps: Deps) -> Outcome | None:
+    """Up to `retry.attempts` tries of one target; a 429 or an open breaker moves on at once.
+
+    None: the budget does not allow another paid attempt at this model.
+    """
+    retry = call.route.spec.retry
+    provider = model.provider
+    error: oai.UpstreamError | None = None
+    if provider.key_env is not None and provider.api_key is None:
+        error = oai.UpstreamError(
+            "auth",
+            None,
+            False,
+            None,
+            f"provider {provider.name!r} has no API key (env {provider.key_env} is not set)",
+        )
+        deps.metrics.upstream_errors.labels(provider.name, model.name, error.kind).inc()
+        return error
+    for attempt in range(1, retry.attempts + 1):
+        if attempt > 1:
+            if (
+                breaker_state(
+                    deps.targets.health.get(model.name, TargetHealth()), deps.clock.monotonic()
+                )
+                == "open"
+            ):
+                break
+            delay = backoff_seconds(retry, attempt - 1, deps.rng)
+            call.upstream_seconds += delay
+            await asyncio.sleep(delay)
+        cap = expected_cost(model, call.facts)
+        verdict = await deps.budgets.admit(call.runtime, call.facts.feature, cap)
+        if verdict.action == "block":
+            call.blocked = verdict
+            return error
+        call.held = cap
+        call.attempts += 1
+        outcome = await _attempt(call, model, deps)
+        if not isinstance(outcome, oai.UpstreamError):
+            return outcome
+        release(call, deps)
+        error = outcome
+        deps.metrics.upstream_errors.labels(provider.name, model.name, error.kind).inc()
+        deps.targets.failed(model, error, call.runtime, deps.clock.monotonic())
+        if not retry_allowed(error):
+            break
+    return error
+
+
+async def _attempt(call: Call, model: ModelRuntime, deps: Deps) -> Outcome:
+    """One upstream request, in a child span."""
+    provider = model.provider
+    if call.endpoint == "chat":
+        payload = oai.build_chat_body(call.body, model.upstream_model, stream=call.stream)
+    else:
+        payload = oai.build_embeddings_body(call.body, model.upstream_model)
+    with deps.tracer.start_as_current_span(
+        f"{'chat' if call.endpoint == 'chat' else 'embeddings'} {model.upstream_model}",
+        kind=SpanKind.CLIENT,
+        attributes={
+            spans.OPERATION: call.endpoint if call.endpoint == "chat" else "embeddings",
+            spans.PROVIDER: provider.name,
+            spans.REQUEST_MODEL: model.upstream_model,
+            spans.ATTEMPT: call.attempts,
+            spans.ROUTE: call.route.name,
+        },
+    ) as span:
+        begun = time.perf_counter()
+        outcome = await _exchange(call, model, payload, deps.upstream)
+        if isinstance(outcome, oai.UpstreamError) and provider.api_key is not None:
+            # Providers quote the key they refused; a key of any shape stays out of spans/answers.
+            message = redact(outcome.message, [provider.api_key.value])
+            outcome = replace(outcome, message=message)
+        elapsed = time.perf_counter() - begun
+        call.upstream_seconds += elapsed
+        if isinstance(outcome, oai.UpstreamError):
+            span.set_attribute(spans.ERROR_KIND, outcome.kind)
+            span.set_status(Status(StatusCode.ERROR, outcome.message))
+        else:
+            deps.targets.succeeded(model, elapsed, deps.clock.monotonic())
+            if isinstance(outcome, Answer):
+                usage_attributes(span, outcome.result.usage, outcome.result.response_model)
+        return outcome
+
+
+async def _exchange(call: Call, model: ModelRuntime, payload: bytes, upstream: Upstream) -> Outcome:
+    provider = model.provider
+    response: aiohttp.ClientResponse | None = None
+    try:
+        if call.stream:
+            parser = SSEParser()
+            async with asyncio.timeout(provider.first_byte_timeout):
+                response = await upstream.post(provider, PATHS[call.endpoint], payload, stream=True)
+                if response.status != 200:
+                    data = await response.read()
+                    return oai.classify_error(response.status, response.headers, data, time.time())
+                try:
+                    first = await _first_events(response, parser)
+                except oai.UpstreamProtocolError as exc:
+                    return oai.UpstreamError("bad_response", 200, True, None, str(exc)[:200])
+            if not first:
+                return oai.UpstreamError("connect", 200, True, None, "stream ended before data")
+            opened = OpenStream(response, parser, first)
+            response = None  # ownership passes to the caller
+            return opened
+        async with asyncio.timeout(provider.timeout):
+            async with asyncio.timeout(provider.first_byte_timeout):
+                response = await upstream.post(
+                    provider, PATHS[call.endpoint], payload, stream=False
+                )
+            data = await response.read()
+        if response.status != 200:
+            return oai.classify_error(response.status, response.headers, data, time.time())
+        parse = (
+            oai.parse_chat_response if call.endpoint == "chat" else oai.parse_embeddings_response
+        )
+        try:
+            return Answer(data, parse(data))
+        except oai.UpstreamProtocolError as exc:
+            return oai.UpstreamError("bad_response", 200, True, None, str(exc)[:200])
+    except UPSTREAM_FAILURES as exc:
+        return error_of_exception(exc)
+    finally:
+        if response is not None:
+            response.release()
+
+
+async def _first_events(response: aiohttp.ClientResponse, parser: SSEParser) -> list[SSEEvent]:
+    """Read until at least one data event arrived; [] when the stream ended first."""
+    events: list[SSEEvent] = []
+    while not any(e.data is not None for e in events):
+        chunk = await response.content.readany()
+        if not chunk:
+            return []
+        events += parser.feed(chunk)
+    for event in events:
+        if event.data is not None and event.data != b"[DONE]":
+            oai.parse_stream_event(event.data)  # bad JSON before the first byte: fail over
+    return events

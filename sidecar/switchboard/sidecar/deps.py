@@ -1,0 +1,96 @@
+"""Edge: what every request of the sidecar works with, and the state kept between requests.
+
+`Deps` bundles the process-wide collaborators of the request path (config holder, identity,
+upstream client, ledger, cache, budgets, metrics, tracer, clock, rng); `TargetBook` keeps each
+target's health and latency across config reloads and mirrors breaker states into a metric.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from opentelemetry import trace
+
+from switchboard.config.runtime import ModelRuntime, RuntimeConfig
+from switchboard.ledger.base import SpendLedger
+from switchboard.providers import openai_compat as oai
+from switchboard.routing.breaker import (
+    TargetHealth,
+    after_failure,
+    after_rate_limit,
+    after_success,
+    breaker_state,
+    ewma,
+)
+from switchboard.sidecar.attribution import Identity
+from switchboard.sidecar.budgets import BudgetTracker
+from switchboard.sidecar.responsecache import ResponseCache
+from switchboard.sidecar.upstream import Upstream
+from switchboard.telemetry.metrics import BREAKER_STATE_VALUE, Metrics
+
+
+class Clock:
+    """Monotonic seconds for timers, UTC wall time for records; tests pass their own."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class RuntimeHolder:
+    """The config in force; a request reads it once and keeps that snapshot to the end."""
+
+    def __init__(self, current: RuntimeConfig) -> None:
+        self.current = current
+
+
+class TargetBook:
+    """Health and latency of every target (by model name); kept across config reloads."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.health: dict[str, TargetHealth] = {}
+        self.latency: dict[str, float] = {}
+        self._metrics = metrics
+
+    def _set(self, model: ModelRuntime, health: TargetHealth, now: float) -> None:
+        self.health[model.name] = health
+        state = BREAKER_STATE_VALUE[breaker_state(health, now)]
+        self._metrics.breaker_state.labels(model.provider.name, model.name).set(state)
+
+    def succeeded(self, model: ModelRuntime, seconds: float, now: float) -> None:
+        self.latency[model.name] = ewma(self.latency.get(model.name), seconds)
+        old = self.health.get(model.name)
+        if old is not None and old != TargetHealth(resting_until=old.resting_until):
+            self._set(model, after_success(old), now)
+
+    def failed(
+        self, model: ModelRuntime, error: oai.UpstreamError, runtime: RuntimeConfig, now: float
+    ) -> None:
+        old = self.health.get(model.name, TargetHealth())
+        if error.kind == "rate_limited":
+            new = after_rate_limit(old, now, error.retry_after)
+        else:
+            new = after_failure(old, now, runtime.config.spec.circuit_breaker)
+        self._set(model, new, now)
+
+
+@dataclass
+class Deps:
+    """Everything a request needs besides itself."""
+
+    holder: RuntimeHolder
+    identity: Identity
+    upstream: Upstream
+    metrics: Metrics
+    tracer: trace.Tracer
+    ledger: SpendLedger
+    cache: ResponseCache
+    targets: TargetBook
+    budgets: BudgetTracker
+    clock: Clock
+    rng: random.Random
