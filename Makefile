@@ -23,7 +23,7 @@ lint: setup
 	$(BIN)/lint-imports
 
 typecheck: setup
-	$(BIN)/mypy -p switchboard
+	$(BIN)/mypy  # the files of both source roots, from pyproject.toml
 
 unit: setup
 	$(BIN)/pytest tests/unit -q

@@ -294,7 +294,7 @@ class LocalCluster:
             ExtendedKeyUsageOID.SERVER_AUTH,
             [
                 x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                x509.IPAddress(next(ipaddress.ip_network(SERVICE_CIDR).hosts())),
+                x509.IPAddress(next(ipaddress.IPv4Network(SERVICE_CIDR).hosts())),
                 *(x509.DNSName(name) for name in APISERVER_NAMES),
             ],
         )

@@ -64,6 +64,43 @@ def _sidecar(args: argparse.Namespace) -> int:
     return 0
 
 
+def _operator(args: argparse.Namespace) -> int:
+    import kopf
+    from pydantic import ValidationError
+
+    from switchboard.config.model import OperatorSettings
+    from switchboard.operator.kube import PeeringMissing
+    from switchboard.operator.main import run
+
+    logging.basicConfig(
+        level=os.environ.get("SWITCHBOARD_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = OperatorSettings(
+            namespaces=args.namespace or [],
+            budget_interval_seconds=args.budget_interval,
+            ledger_url=args.ledger,
+            peering=None if args.standalone else args.peering,
+            priority=args.priority,
+            peering_lifetime_seconds=args.peering_lifetime,
+            metrics_host=args.metrics_host,
+            metrics_port=args.metrics_port,
+            liveness_endpoint=args.liveness,
+        )
+    except ValidationError as exc:
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            print(f"switchboard operator: {field}: {error['msg']}", file=sys.stderr)
+        return 2
+    try:
+        run(settings)
+    except (PeeringMissing, kopf.TemporaryError) as exc:  # before kopf started
+        print(f"switchboard operator: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _mock_provider(args: argparse.Namespace) -> int:
     from switchboard.mockprovider import main
 
@@ -139,6 +176,38 @@ def parser() -> argparse.ArgumentParser:
         "(default: $SWITCHBOARD_OUTBOX or /tmp/switchboard/outbox.jsonl)",
     )
     p.set_defaults(func=_sidecar)
+
+    p = sub.add_parser(
+        "operator", help="run the operator: RoutingPolicy -> ConfigMap, FeatureBudget status"
+    )
+    scope = p.add_mutually_exclusive_group(required=True)
+    scope.add_argument(
+        "-n", "--namespace", action="append", help="serve this namespace (repeatable)"
+    )
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="serve every namespace")
+    p.add_argument(
+        "--budget-interval", type=float, default=30.0, help="seconds between budget reads"
+    )
+    p.add_argument("--ledger", default=None, help="redis://... (default: the policies' redisURL)")
+    peers = p.add_mutually_exclusive_group()
+    peers.add_argument(
+        "--peering",
+        default="switchboard",
+        help="kopf peering object the replicas share; one acts (default: switchboard)",
+    )
+    peers.add_argument("--standalone", action="store_true", help="run without peering")
+    p.add_argument(
+        "--priority", type=int, default=None, help="peering priority (default: the oldest acts)"
+    )
+    p.add_argument(
+        "--peering-lifetime", type=int, default=60, help="seconds a silent replica counts as live"
+    )
+    p.add_argument("--metrics-host", default="0.0.0.0", help="address of /metrics")
+    p.add_argument("--metrics-port", type=int, default=9090, help="port of /metrics (0: any)")
+    p.add_argument(
+        "--liveness", default=None, help="liveness probe URL, e.g. http://0.0.0.0:8080/healthz"
+    )
+    p.set_defaults(func=_operator)
 
     p = sub.add_parser("mock-provider", help="run the mock OpenAI-compatible provider")
     p.add_argument("rest", nargs=argparse.REMAINDER)

@@ -13,6 +13,14 @@ API_VERSION = f"{GROUP}/{VERSION}"
 KIND_ROUTING_POLICY = "RoutingPolicy"
 KIND_FEATURE_BUDGET = "FeatureBudget"
 KIND_SIDECAR_CONFIG = "SidecarConfig"
+PLURAL_ROUTING_POLICY = "routingpolicies"
+PLURAL_FEATURE_BUDGET = "featurebudgets"
+
+# What the operator renders a RoutingPolicy into; the sidecar reads the key as `--config`.
+CONFIG_MAP_PREFIX = "switchboard-"
+CONFIG_MAP_KEY = "config.yaml"
+LABEL_POLICY = f"{GROUP}/policy"
+ANNOTATION_CONFIG_HASH = f"{GROUP}/config-hash"
 
 # Pod annotations (see DESIGN.md, "Pod injection").
 ANNOTATION_INJECT = f"{GROUP}/inject"
@@ -53,3 +61,8 @@ def provider_key_env(provider: str) -> str:
     `openai-eu` -> `SWITCHBOARD_KEY_OPENAI_EU`.
     """
     return "SWITCHBOARD_KEY_" + _NOT_ENV.sub("_", provider.upper()).strip("_")
+
+
+def config_map_name(policy: str) -> str:
+    """The ConfigMap a RoutingPolicy is rendered into: `default` -> `switchboard-default`."""
+    return CONFIG_MAP_PREFIX + policy
