@@ -107,6 +107,12 @@ def _mock_provider(args: argparse.Namespace) -> int:
     return main(args.rest)
 
 
+def _crds(args: argparse.Namespace) -> int:
+    from switchboard.crdgen import main
+
+    return main(args.rest)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from switchboard.demo import main
 
@@ -209,9 +215,15 @@ def parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_operator)
 
-    p = sub.add_parser("mock-provider", help="run the mock OpenAI-compatible provider")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=_mock_provider)
+    p = sub.add_parser(
+        "mock-provider", help="run the mock OpenAI-compatible provider", add_help=False
+    )
+    p.set_defaults(func=_mock_provider, passthrough=True)
+
+    p = sub.add_parser(
+        "crds", help="write (or --check) crds/ from the pydantic models", add_help=False
+    )
+    p.set_defaults(func=_crds, passthrough=True)
 
     p = sub.add_parser("demo", help="a local run: mock providers, the sidecar, a workload")
     p.add_argument("--requests", type=int, default=120, help="requests in the workload")
@@ -246,7 +258,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    top = parser()
+    args, rest = top.parse_known_args(argv)
+    if getattr(args, "passthrough", False):
+        args.rest = rest  # the subcommand parses its own options
+    elif rest:
+        top.error(f"unrecognized arguments: {' '.join(rest)}")
     code: int = args.func(args)
     return code
 
