@@ -208,10 +208,10 @@ def _kubeconfig(server: str, ca: bytes, client: _Pair, user: str) -> dict[str, A
 class _Process:
     """One control-plane process; its stdout and stderr go to `log`."""
 
-    def __init__(self, name: str, argv: Sequence[str], log: Path) -> None:
+    def __init__(self, name: str, argv: Sequence[str], log: Path, *, append: bool = False) -> None:
         self.name = name
         self.log = log
-        self._out: IO[bytes] = log.open("wb")
+        self._out: IO[bytes] = log.open("ab" if append else "wb")
         try:
             self._proc = subprocess.Popen(
                 _tied_to_us(argv),
@@ -255,6 +255,7 @@ class LocalCluster:
         self.kubeconfig = data_dir / "kubeconfig"
         self.port = 0
         self._processes: list[_Process] = []
+        self._etcd_url = ""
         self._etcd = self._required("etcd")
         self._apiserver = self._required("kube-apiserver")
         self._kubectl = self._required("kubectl")
@@ -330,8 +331,8 @@ class LocalCluster:
         self._write_credentials()
         deadline = time.monotonic() + timeout
         try:
-            etcd_url = self._start_etcd()
-            self._start("kube-apiserver", self._apiserver_argv(etcd_url))
+            self._etcd_url = self._start_etcd()
+            self._start("kube-apiserver", self._apiserver_argv(self._etcd_url))
             self._wait(deadline, "/readyz")
             if manager := self._controller_manager:
                 self._start("kube-controller-manager", self._controller_manager_argv(manager))
@@ -434,6 +435,16 @@ class LocalCluster:
 
     def _report(self, problem: str) -> str:
         return "\n".join([f"local control plane: {problem}", *(p.tail() for p in self._processes)])
+
+    def restart_apiserver(self, timeout: float = 60.0) -> None:
+        """Stop kube-apiserver and start it again on the same port and data: an API outage, as
+        in an upgrade of the control plane. Returns once it is ready again."""
+        index = next(i for i, p in enumerate(self._processes) if p.name == "kube-apiserver")
+        old = self._processes[index]
+        old.stop()
+        argv = self._apiserver_argv(self._etcd_url)
+        self._processes[index] = _Process(old.name, argv, old.log, append=True)
+        self._wait(time.monotonic() + timeout, "/readyz")
 
     def alive(self) -> bool:
         return bool(self._processes) and all(p.alive() for p in self._processes)

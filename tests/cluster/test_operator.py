@@ -305,3 +305,23 @@ def test_deleted_policy_takes_its_configmap_with_it(
     # The garbage collector learns of a new CRD by discovery, which it refreshes every 30 s.
     wait_for("the ConfigMap is collected", lambda: rendered(kube, namespace) is None, 75)
     assert rendered(kube, namespace, "other") is not None
+
+
+def test_api_server_restart_is_ridden_out_and_later_changes_are_rendered(
+    switchboard_crds: LocalCluster, namespace: str, operators: OperatorFactory, tmp_path: Path
+) -> None:
+    kube = switchboard_crds
+    operator = operators("--standalone")
+    first = policy(namespace)
+    apply(kube, first)
+    text = switchboard_render(tmp_path, first)
+    wait_for("first render", lambda: rendered(kube, namespace) == text)
+
+    kube.restart_apiserver()  # every watch and connection of the operator breaks
+
+    second = policy(namespace, routes=[{"name": "only", "targets": [{"model": "m"}]}])
+    apply(kube, second)
+    expected = switchboard_render(tmp_path, second)
+    wait_for("render after the restart", lambda: rendered(kube, namespace) == expected, 60)
+    wait_for("status of generation 2", lambda: ready_for(kube, namespace, 2), 30)
+    assert operator.alive()
