@@ -1,8 +1,23 @@
-"""Shared test configuration: tiers are told apart by folder and marker."""
+"""Shared test configuration: tiers are told apart by folder and marker; `--update-golden`."""
 
 from __future__ import annotations
 
 import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        default=False,
+        help="rewrite the expected outputs of golden tests (tests/golden/) for review",
+    )
+
+
+@pytest.fixture(scope="session")
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    """True under `pytest --update-golden`: golden tests write what they got, then pass."""
+    return bool(request.config.getoption("--update-golden"))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -173,6 +173,29 @@ def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
     )
 
 
+@dataclass(frozen=True)
+class ServingCertificate:
+    """A throwaway CA and a serving certificate it issued, PEM (e.g. for an admission webhook:
+    the server loads `cert` and `key`, the webhook configuration's caBundle is `ca`)."""
+
+    ca: bytes
+    cert: bytes
+    key: bytes
+
+
+def serving_certificate(*hosts: str) -> ServingCertificate:
+    """A new CA and a certificate for `hosts` (IP addresses or DNS names; the first is the CN)."""
+    sans: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            sans.append(x509.DNSName(host))
+    authority = _Authority()
+    pair = authority.issue(_name(hosts[0]), ExtendedKeyUsageOID.SERVER_AUTH, sans)
+    return ServingCertificate(authority.pair.cert, pair.cert, pair.key)
+
+
 def _kubeconfig(server: str, ca: bytes, client: _Pair, user: str) -> dict[str, Any]:
     def b64(data: bytes) -> str:
         return base64.b64encode(data).decode()

@@ -68,7 +68,8 @@ def _operator(args: argparse.Namespace) -> int:
     import kopf
     from pydantic import ValidationError
 
-    from switchboard.config.model import OperatorSettings
+    from switchboard.config.load import ConfigError, load_injector_settings
+    from switchboard.config.model import InjectorSettings, OperatorSettings
     from switchboard.operator.kube import PeeringMissing
     from switchboard.operator.main import run
 
@@ -76,6 +77,16 @@ def _operator(args: argparse.Namespace) -> int:
         level=os.environ.get("SWITCHBOARD_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    try:
+        injector = (
+            load_injector_settings(Path(args.injector_config))
+            if args.injector_config
+            else InjectorSettings()
+        )
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"switchboard operator: {problem}", file=sys.stderr)
+        return 2
     try:
         settings = OperatorSettings(
             namespaces=args.namespace or [],
@@ -87,11 +98,17 @@ def _operator(args: argparse.Namespace) -> int:
             metrics_host=args.metrics_host,
             metrics_port=args.metrics_port,
             liveness_endpoint=args.liveness,
+            webhook_host=args.webhook_host,
+            webhook_port=args.webhook_port,
+            webhook_cert=args.webhook_cert,
+            webhook_key=args.webhook_key,
+            injector=injector,
         )
     except ValidationError as exc:
         for error in exc.errors():
             field = ".".join(str(part) for part in error["loc"])
-            print(f"switchboard operator: {field}: {error['msg']}", file=sys.stderr)
+            where = f"{field}: " if field else ""
+            print(f"switchboard operator: {where}{error['msg']}", file=sys.stderr)
         return 2
     try:
         run(settings)
@@ -212,6 +229,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, default=9090, help="port of /metrics (0: any)")
     p.add_argument(
         "--liveness", default=None, help="liveness probe URL, e.g. http://0.0.0.0:8080/healthz"
+    )
+    p.add_argument(
+        "--webhook-port",
+        type=int,
+        default=None,
+        help=f"serve the sidecar-injection webhook over HTTPS on this port, at the path "
+        f"{names.WEBHOOK_INJECT_PATH} (default: no webhook)",
+    )
+    p.add_argument("--webhook-host", default="0.0.0.0", help="address of the webhook server")
+    p.add_argument("--webhook-cert", default=None, help="PEM certificate file of the webhook")
+    p.add_argument("--webhook-key", default=None, help="PEM private key file of the webhook")
+    p.add_argument(
+        "--injector-config",
+        default=None,
+        help="InjectorSettings YAML: sidecar image, ports, resources... (default: built-in)",
     )
     p.set_defaults(func=_operator)
 

@@ -104,6 +104,12 @@ RESOURCES = (
                 priority=1,
             ),
             Column("ConfigMap", "string", ".status.configMap", "Rendered config.", priority=1),
+            Column(
+                "Unmetered",
+                "integer",
+                ".status.unmeteredPods",
+                "Pods that asked for the sidecar but run without it.",
+            ),
             AGE,
         ),
     ),

@@ -95,6 +95,13 @@ def test_crds_are_established_under_their_names(switchboard_crds: LocalCluster) 
     eventually(switchboard_crds, "get", "switchboard", "-A")  # a category for both kinds
 
 
+def test_kubectl_apply_of_the_examples_directory_succeeds(shop: LocalCluster) -> None:
+    """The README's `kubectl apply -f examples/`: every top-level file is a manifest."""
+    applied = ok(shop, "apply", "-f", str(EXAMPLES))
+    assert "routingpolicy.switchboard.dev/" in applied
+    assert "featurebudget.switchboard.dev/" in applied
+
+
 def test_examples_apply_and_the_server_stores_what_pydantic_reads(shop: LocalCluster) -> None:
     paths = manifests()
     assert {p.name for p in paths} >= {"routingpolicy.yaml", "featurebudget.yaml", "policy.yaml"}
@@ -383,8 +390,8 @@ def test_routingpolicy_status_is_accepted_and_printed(switchboard_crds: LocalClu
     ns = namespace(switchboard_crds, "sb-crd-print")
     ok(switchboard_crds, "apply", "-f", "-", input=json.dumps(example(POLICY, ns)))
     header, row = table(ok(switchboard_crds, "-n", ns, "get", "routingpolicies"))
-    assert header == ["NAME", "ROUTES", "READY", "AGE"]
-    assert row[0] == "default" and len(row) == 2  # no status yet: empty Routes and Ready
+    assert header == ["NAME", "ROUTES", "READY", "UNMETERED", "AGE"]
+    assert row[0] == "default" and len(row) == 2  # no status yet: empty Routes, Ready, Unmetered
 
     ready = Condition(
         type="Ready",
@@ -400,15 +407,16 @@ def test_routingpolicy_status_is_accepted_and_printed(switchboard_crds: LocalClu
         config_map="switchboard-default",
         config_hash="0123abcd",
         routes=6,
+        unmetered_pods=2,
     )
     patch = ("-n", ns, "patch", "rp/default", "--subresource=status", "--type=merge")
     ok(switchboard_crds, *patch, "-p", status_json(status))
 
     header, row = table(ok(switchboard_crds, "-n", ns, "get", "rp"))
-    assert row[:-1] == ["default", "6", "True"]
+    assert row[:-1] == ["default", "6", "True", "2"]
     wide_header, wide_row = table(ok(switchboard_crds, "-n", ns, "get", "rp", "-o", "wide"))
-    assert wide_header == ["NAME", "ROUTES", "READY", "REASON", "CONFIGMAP", "AGE"]
-    assert wide_row[3:5] == ["Rendered", "switchboard-default"]
+    assert wide_header == ["NAME", "ROUTES", "READY", "REASON", "CONFIGMAP", "UNMETERED", "AGE"]
+    assert wide_row[3:6] == ["Rendered", "switchboard-default", "2"]
     stored = json.loads(ok(switchboard_crds, "-n", ns, "get", "rp/default", "-o", "json"))
     assert RoutingPolicyStatus.model_validate(stored["status"]) == status
 

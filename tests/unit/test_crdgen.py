@@ -168,7 +168,7 @@ def shown(resource: crdgen.Resource) -> list[str]:
 
 def test_printer_columns_name_fields_of_the_schema() -> None:
     policy, budget = crdgen.RESOURCES
-    assert shown(policy) == ["Routes", "Ready", "Age"]
+    assert shown(policy) == ["Routes", "Ready", "Unmetered", "Age"]
     assert shown(budget) == ["Feature", "Spent", "Limit", "Percent", "State", "Age"]
     kinds = {"date": "string", "integer": "integer", "number": "number", "string": "string"}
     for resource in crdgen.RESOURCES:

@@ -124,8 +124,8 @@ class Kube:
                 raise
         return True
 
-    async def status_of(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
-        """A switchboard.dev object's status as stored now (not as last watched); None: gone."""
+    async def custom_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """A switchboard.dev object as stored now (not as last watched); None: it does not exist."""
         async with _api(f"read {plural} {namespace}/{name}"):
             try:
                 found = await self._custom.get_namespaced_custom_object(
@@ -135,7 +135,14 @@ class Kube:
                 if exc.status == 404:
                     return None
                 raise
-        status = found.get("status") if isinstance(found, dict) else None
+        return found if isinstance(found, dict) else None
+
+    async def status_of(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """A switchboard.dev object's status as stored now (not as last watched); None: gone."""
+        found = await self.custom_object(plural, namespace, name)
+        if found is None:
+            return None
+        status = found.get("status")
         return status if isinstance(status, dict) else {}
 
     async def patch_status(

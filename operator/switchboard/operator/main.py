@@ -8,6 +8,7 @@ liveness endpoint when one is configured.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import aiohttp
 import kopf
@@ -21,8 +22,15 @@ from switchboard.operator.metrics import OperatorMetrics
 from switchboard.operator.slack import Slack
 
 
+def _not_a_pod_event_success(record: logging.LogRecord) -> bool:
+    """kopf logs every handler success at INFO; for pod events (every status change of every
+    opted-in pod) that is noise. Their failures are still logged."""
+    return not (record.levelno == logging.INFO and "'pod_seen' succeeded" in record.getMessage())
+
+
 async def serve(settings: OperatorSettings) -> None:
     """Run the operator until SIGTERM or SIGINT."""
+    logging.getLogger("kopf.objects").addFilter(_not_a_pod_event_success)
     registry = kopf.OperatorRegistry()
     handlers.register(registry, settings)
     metrics = OperatorMetrics()

@@ -26,6 +26,8 @@ class Memo:
     priority: int
     """The peering priority in force (the settings' or the one derived at start)."""
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    reported: set[str] = field(default_factory=set)
+    """Uids of the unmetered pods this process reported (an Event each), until they go."""
 
     def namespace_lock(self, namespace: str) -> asyncio.Lock:
         """Serialises the renders of a namespace's policies (their own and their budgets')."""

@@ -1,4 +1,5 @@
-"""Edge: the operator's Prometheus metrics (reconciles, errors, alerts sent) and their server.
+"""Edge: the operator's Prometheus metrics (reconciles, errors, alerts sent, injections, unmetered
+pods) and their server.
 
 Every metric name is defined here. Each operator process has its own `CollectorRegistry`, so
 tests can make as many as they like.
@@ -10,7 +11,7 @@ import threading
 from typing import Literal
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 Kind = Literal["RoutingPolicy", "FeatureBudget"]
 Channel = Literal["event", "webhook"]
@@ -45,6 +46,20 @@ class OperatorMetrics:
             ["channel"],
             registry=self.registry,
         )
+        self.injections = Counter(
+            "switchboard_operator_injections_total",
+            "Pod admissions the webhook answered, by result (Injected, AlreadyInjected, "
+            "PolicyMissing, Conflict, Error, ...).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.unmetered_pods = Gauge(
+            "switchboard_operator_unmetered_pods",
+            "Pods that ask for the sidecar but run without it (their traffic is not metered), "
+            "by namespace and RoutingPolicy.",
+            ["namespace", "policy"],
+            registry=self.registry,
+        )
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -59,6 +74,12 @@ class OperatorMetrics:
 
     def alert_failed(self, channel: Channel) -> None:
         self.alert_failures.labels(channel=channel).inc()
+
+    def injected(self, result: str) -> None:
+        self.injections.labels(result=result).inc()
+
+    def unmetered(self, namespace: str, policy: str, count: int) -> None:
+        self.unmetered_pods.labels(namespace=namespace, policy=policy).set(count)
 
     def serve(self, host: str, port: int) -> int:
         """Serve /metrics on `host:port` (0: a free port) in a thread; the port bound."""

@@ -207,7 +207,12 @@ def _rendered(
 
 
 def policy_outcome(
-    policy: Body, budgets: Iterable[Body], *, price_lookup: PriceLookup, now: datetime
+    policy: Body,
+    budgets: Iterable[Body],
+    *,
+    price_lookup: PriceLookup,
+    now: datetime,
+    unmetered_pods: int | None = None,
 ) -> PolicyOutcome:
     """Render `policy` with the `budgets` of its namespace, or say why it cannot be.
 
@@ -215,6 +220,7 @@ def policy_outcome(
     (`price_lookup`: the genai-prices catalog, unless the policy sets one). A budget that does
     not fit the policy (say, it downgrades to a model the policy lacks) is left out of the
     config and named in the message, so that one team's mistake does not freeze the policy.
+    `unmetered_pods` (see `operator/unmetered.py`), when given, replaces the stored count.
     """
     generation = meta_of(policy).get("generation")
     previous = previous_status(RoutingPolicyStatus, policy.get("status"))
@@ -240,6 +246,7 @@ def policy_outcome(
             "conditions": with_condition(previous.conditions, ready),
             "observed_generation": generation,
         }
+        | ({} if unmetered_pods is None else {"unmetered_pods": unmetered_pods})
     )
     if config_map is not None:
         status = status.model_copy(

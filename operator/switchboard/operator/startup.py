@@ -4,6 +4,10 @@
   annotations (`switchboard.dev/...`), never in `status`, whose schema the CRDs own.
 - Posting: only warnings and errors become Kubernetes Events on the objects.
 - Watching: bounded watch requests, so a restarted API server is noticed within a minute.
+- Admission: with `--webhook-port`, an HTTPS server for the mutating webhook (`webhook.py`), with
+  the given certificate and key (re-read when the files change, as cert-manager renews them).
+  kopf does not manage the MutatingWebhookConfiguration: the Helm chart does. Every replica
+  serves the webhook, the standby ones too (peering pauses watching, not admission).
 - Peering: replicas share a KopfPeering (or ClusterKopfPeering, when serving every namespace;
   `main.py` creates it before kopf starts); the live replica with the highest priority acts
   and the others pause. kopf pauses *every* replica when two share a priority, so the default
@@ -45,6 +49,13 @@ async def configure(settings: kopf.OperatorSettings, memo: Memo, **_: Any) -> No
     settings.watching.server_timeout = WATCH_SERVER_TIMEOUT
     settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT
     settings.watching.connect_timeout = CONNECT_TIMEOUT
+    if ours.webhook_port is not None:  # the chart owns the MutatingWebhookConfiguration
+        settings.admission.server = kopf.WebhookServer(
+            addr=ours.webhook_host,
+            port=ours.webhook_port,
+            certfile=ours.webhook_cert,
+            pkeyfile=ours.webhook_key,
+        )
     if ours.peering is None:
         settings.peering.standalone = True
         return

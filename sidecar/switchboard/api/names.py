@@ -49,7 +49,20 @@ RESPONSE_ATTEMPTS = "x-switchboard-attempts"
 ENV_FEATURE = "SWITCHBOARD_FEATURE"
 ENV_TEAM = "SWITCHBOARD_TEAM"
 ENV_NAMESPACE = "SWITCHBOARD_NAMESPACE"
+ENV_OUTBOX = "SWITCHBOARD_OUTBOX"
 DEFAULT_PORT = 4000
+
+# Sidecar injection (operator/switchboard/operator/podpatch.py, webhook.py).
+SIDECAR_CONTAINER = "switchboard"
+"""The injected container's name; a pod with a container of this name is already injected."""
+WEBHOOK_INJECT_ID = "inject"
+WEBHOOK_INJECT_PATH = f"/{WEBHOOK_INJECT_ID}"
+"""URL path of the mutating webhook: a MutatingWebhookConfiguration's clientConfig points here."""
+WEBHOOK_NAME = f"{WEBHOOK_INJECT_ID}.{GROUP}"
+"""The webhook's name in a MutatingWebhookConfiguration."""
+# Set on every application container that does not set them itself: the OpenAI SDKs (and
+# most others) read them, so the application talks to the sidecar without a code change.
+APP_BASE_URL_ENV = ("OPENAI_BASE_URL", "OPENAI_API_BASE")
 
 _NOT_ENV = re.compile(r"[^A-Z0-9]+")
 

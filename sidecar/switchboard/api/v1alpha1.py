@@ -448,6 +448,12 @@ class RoutingPolicyStatus(Spec):
     )
     config_hash: str | None = Field(default=None, description="Hash of the rendered config.")
     routes: int | None = Field(default=None, description="Number of routes in force.")
+    unmetered_pods: int | None = Field(
+        default=None,
+        ge=0,
+        description="Pods that ask for this policy's sidecar (switchboard.dev/inject) but run "
+        "without it, e.g. created while the webhook was unavailable: their traffic is not metered.",
+    )
 
 
 class ModelSpend(Spec):

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from switchboard.api import names
 from switchboard.api.problems import Problem, budget_problems, policy_problems
 from switchboard.api.v1alpha1 import FeatureBudget, RoutingPolicy
-from switchboard.config.model import SidecarConfig
+from switchboard.config.model import InjectorSettings, SidecarConfig
 from switchboard.config.render import render_sidecar_config
 
 YAML_SUFFIXES = (".yaml", ".yml", ".json")
@@ -133,3 +133,22 @@ def read_documents(path: Path) -> list[tuple[str, Mapping[str, Any]]]:
 def load_config(path: Path) -> SidecarConfig:
     """Edge: the config at `path`, or ConfigError."""
     return config_from_documents(read_documents(path))
+
+
+def injector_settings_from_documents(
+    docs: Sequence[tuple[str, Mapping[str, Any]]],
+) -> InjectorSettings:
+    """The InjectorSettings of a file holding exactly one such document, or ConfigError."""
+    if len(docs) != 1:
+        where = docs[0][0] if docs else "<input>"
+        raise ConfigError([Problem(where, f"expected one InjectorSettings, found {len(docs)}")])
+    label, doc = docs[0]
+    try:
+        return InjectorSettings.model_validate(doc)
+    except ValidationError as exc:
+        raise ConfigError(problems_of(exc, f"{label}: ")) from exc
+
+
+def load_injector_settings(path: Path) -> InjectorSettings:
+    """Edge: the InjectorSettings file at `path` (`switchboard operator --injector-config`)."""
+    return injector_settings_from_documents(read_documents(path))

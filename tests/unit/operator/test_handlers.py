@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import kopf
 import pytest
 
+from switchboard.api import names
 from switchboard.config.model import OperatorSettings
 from switchboard.operator.handlers import counted, register
 from switchboard.operator.metrics import OperatorMetrics
@@ -60,4 +62,15 @@ def test_register_wires_the_timer_at_the_configured_interval() -> None:
         "policy-updated",
     ]
     indexes = sorted(h.id for h in registry._indexing.get_all_handlers())
-    assert indexes == ["budgets_by_namespace", "policies_by_namespace"]
+    assert indexes == ["budgets_by_namespace", "policies_by_namespace", "unmetered_pods"]
+    assert [h.id for h in registry._watching.get_all_handlers()] == ["pod_seen"]
+    assert list(registry._webhooks.get_all_handlers()) == []
+
+
+def test_register_wires_the_webhook_only_when_it_is_served(tmp_path: Path) -> None:
+    registry = kopf.OperatorRegistry()
+    tls = {"webhook_cert": tmp_path / "tls.crt", "webhook_key": tmp_path / "tls.key"}
+    register(registry, OperatorSettings(webhook_port=9443, **tls))
+    (hook,) = registry._webhooks.get_all_handlers()
+    assert hook.id == names.WEBHOOK_INJECT_ID == names.WEBHOOK_INJECT_PATH.lstrip("/")
+    assert (hook.operations, hook.side_effects) == (["CREATE"], False)

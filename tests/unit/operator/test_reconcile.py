@@ -227,3 +227,10 @@ def test_status_json_writes_decimals_as_numbers() -> None:
         ]
     )
     assert [a["percent"] for a in status_json(status)["alertsSent"]] == [80, 33.5]
+
+
+def test_unmetered_pod_count_replaces_the_stored_one_only_when_given() -> None:
+    stored = {**POLICY, "status": {"unmeteredPods": 4}}
+    assert outcome(stored).status["unmeteredPods"] == 4
+    counted = policy_outcome(stored, (), price_lookup=catalog, now=NOW, unmetered_pods=0)
+    assert counted.status["unmeteredPods"] == 0
