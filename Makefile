@@ -31,8 +31,9 @@ unit: setup
 test: lint typecheck ## everything CI runs
 	$(BIN)/pytest -q
 
-crds: setup ## regenerate crds/ from the pydantic models in sidecar/switchboard/api/
+crds: setup ## regenerate crds/ from the pydantic models, then the chart's CRD templates
 	$(BIN)/python -m switchboard.crdgen --out crds
+	$(BIN)/python hack/chart_crds.py
 
 bench: setup ## sidecar vs direct vs LiteLLM, see bench/README.md
 	$(BIN)/python bench/run.py
