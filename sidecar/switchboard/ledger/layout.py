@@ -31,9 +31,9 @@ whole dollars cannot, and the pico part stays far below 2^53, where Lua's number
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 
 from switchboard.budget.periods import PERIODS, Window, window_of
@@ -118,9 +118,20 @@ class ScriptCall:
     args: tuple[str, ...]
 
 
-def apply_call(prefix: str, record: SpendRecord) -> ScriptCall:
-    """How APPLY_SCRIPT adds `record` to the daily, weekly and monthly windows of its time."""
-    windows = [window_of(period, record.at) for period in PERIODS]
+def record_windows(at: datetime) -> tuple[Window, ...]:
+    """The daily, weekly and monthly windows of `at`, in `PERIODS` order."""
+    return tuple(window_of(period, at) for period in PERIODS)
+
+
+def apply_call(
+    prefix: str, record: SpendRecord, windows: Sequence[Window] | None = None
+) -> ScriptCall:
+    """How APPLY_SCRIPT adds `record` to the daily, weekly and monthly windows of its time.
+
+    `windows`, when given, are `record_windows(record.at)` (a caller may keep them for a day).
+    """
+    if windows is None:
+        windows = record_windows(record.at)
     usd, pico = split_picodollars(picodollars(record.cost))
     usage = record.usage
     keys = (

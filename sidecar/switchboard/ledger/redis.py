@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -27,7 +28,13 @@ from redis.exceptions import RedisError
 
 from switchboard.budget.periods import Window
 from switchboard.ledger.base import SpendRecord, WindowTotals
-from switchboard.ledger.layout import APPLY_SCRIPT, apply_call, window_key, window_totals
+from switchboard.ledger.layout import (
+    APPLY_SCRIPT,
+    apply_call,
+    record_windows,
+    window_key,
+    window_totals,
+)
 from switchboard.ledger.outbox import Outbox, lines_of
 from switchboard.ledger.records import record_line, record_of_line
 
@@ -89,6 +96,7 @@ class RedisLedger:
         self._closed = False
         self._task: asyncio.Task[None] | None = None
         self._replay_lock = asyncio.Lock()
+        self._windows: tuple[date | None, tuple[Window, ...]] = (None, ())
 
     async def start(self) -> None:
         """Start the replay task (once; the first `record` starts it too)."""
@@ -98,10 +106,19 @@ class RedisLedger:
         if self._task is None and not self._closed:
             self._task = asyncio.create_task(self._replay_forever(), name="ledger-replay")
 
+    def _windows_of(self, at: datetime) -> tuple[Window, ...]:
+        """`record_windows(at)`, computed once per UTC day."""
+        if at.tzinfo is not UTC:
+            return record_windows(at)
+        day = at.date()
+        if self._windows[0] != day:
+            self._windows = (day, record_windows(at))
+        return self._windows[1]
+
     async def record(self, record: SpendRecord) -> None:
         self._ensure_started()
         if not self._down:
-            call = apply_call(self._prefix, record)
+            call = apply_call(self._prefix, record, self._windows_of(record.at))
             try:
                 await self._apply(keys=call.keys, args=call.args)
                 return

@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeGuard
 
 import orjson
 
@@ -139,7 +139,7 @@ def usage_of(obj: Mapping[str, object]) -> Usage | None:
     if prompt is None and completion is None:
         return None
     details = obj.get("prompt_tokens_details")
-    cached = _int(details.get("cached_tokens")) if isinstance(details, Mapping) else None
+    cached = _int(details.get("cached_tokens")) if _is_mapping(details) else None
     if cached is None:
         cached = _int(obj.get("prompt_cache_hit_tokens"))
     return Usage(prompt or 0, completion or 0, cached or 0)
@@ -153,7 +153,7 @@ def parse_chat_response(raw: bytes) -> ChatResult:
         raise UpstreamProtocolError(_not_a("chat completion", obj))
     first = choices[0] if choices and isinstance(choices[0], Mapping) else {}
     message = first.get("message")
-    content = message.get("content") if isinstance(message, Mapping) else None
+    content = message.get("content") if _is_mapping(message) else None
     return ChatResult(
         usage=_usage_field(obj),
         text=content if isinstance(content, str) else "",
@@ -195,7 +195,7 @@ def parse_stream_event(data: bytes) -> StreamChunk:
     usage = _usage_field(obj)
     return StreamChunk(
         usage=usage,
-        text="".join(_delta_text(c) for c in choices),
+        text=_delta_text(choices[0]) if len(choices) == 1 else "".join(map(_delta_text, choices)),
         usage_only=not choices and usage is not None,
         done=False,
         response_model=_str(obj.get("model")),
@@ -203,8 +203,8 @@ def parse_stream_event(data: bytes) -> StreamChunk:
 
 
 def _delta_text(choice: object) -> str:
-    delta = choice.get("delta") if isinstance(choice, Mapping) else None
-    content = delta.get("content") if isinstance(delta, Mapping) else None
+    delta = choice.get("delta") if _is_mapping(choice) else None
+    content = delta.get("content") if _is_mapping(delta) else None
     return content if isinstance(content, str) else ""
 
 
@@ -226,7 +226,7 @@ def _not_a(what: str, obj: Mapping[str, object]) -> str:
 
 def _usage_field(obj: Mapping[str, object]) -> Usage | None:
     usage = obj.get("usage")
-    return usage_of(usage) if isinstance(usage, Mapping) else None
+    return usage_of(usage) if _is_mapping(usage) else None
 
 
 def _int(value: object) -> int | None:
@@ -235,6 +235,12 @@ def _int(value: object) -> int | None:
 
 def _str(value: object) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _is_mapping(value: object) -> TypeGuard[Mapping[str, object]]:
+    """`isinstance(value, Mapping)`, with a fast path for the dicts orjson makes (the ABC check
+    costs four times as much, several times per streamed event)."""
+    return type(value) is dict or isinstance(value, Mapping)
 
 
 # Errors --------------------------------------------------------------------------------------

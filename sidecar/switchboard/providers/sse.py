@@ -40,7 +40,14 @@ class SSEParser:
         buf += chunk
         events: list[SSEEvent] = []
         start = 0
-        while (end := _event_end(buf, max(start, self._scan))) >= 0:
+        cr = -2  # where the next `\r` at or after the scan position is; -2: not looked yet
+        while True:
+            pos = max(start, self._scan)
+            if cr != -1 and cr < pos:  # look once per `\r`, not once per event
+                cr = buf.find(b"\r", pos)
+            end = _event_end(buf, pos, cr >= 0)
+            if end < 0:
+                break
             events.append(_event(bytes(buf[start:end])))
             start = end
         if start:
@@ -57,9 +64,10 @@ class SSEParser:
         return rest
 
 
-def _event_end(buf: bytearray, pos: int) -> int:
-    """Offset just past the first complete event boundary at or after `pos`, or -1."""
-    if buf.find(b"\r", pos) < 0:  # the common case: `\n` line endings only
+def _event_end(buf: bytearray, pos: int, has_cr: bool) -> int:
+    """Offset just past the first complete event boundary at or after `pos`, or -1;
+    `has_cr`: whether `buf` holds a `\r` at or after `pos`."""
+    if not has_cr:  # the common case: `\n` line endings only
         found = buf.find(b"\n\n", pos)
         return found + 2 if found >= 0 else -1
     match = _END_OF_EVENT.search(buf, pos)
@@ -72,6 +80,16 @@ def _event_end(buf: bytearray, pos: int) -> int:
 
 
 def _event(raw: bytes) -> SSEEvent:
+    # The shape almost every provider sends, one `data:` line ended by `\n\n`, needs no split.
+    end = len(raw) - 2
+    if (
+        raw.startswith(b"data:")
+        and raw[end:] == b"\n\n"
+        and raw.find(b"\n", 0, end) < 0
+        and b"\r" not in raw
+    ):
+        value = raw[5:end]
+        return SSEEvent(raw, value[1:] if value[:1] == b" " else value, None)
     lines = _LINE_BREAK.split(raw) if b"\r" in raw else raw.split(b"\n")
     data: list[bytes] = []
     event: str | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import random
@@ -134,6 +135,11 @@ async def serve(settings: SidecarSettings, env: Mapping[str, str]) -> None:
         auto_decompress=False,
     )
     await runner.setup()
+    # What start-up built (config, price catalog, pydantic models, imports) lives as long as the
+    # process: move it out of the collector's reach, so that a full collection under load walks
+    # only what requests allocate (it paused the loop for 10-25 ms before).
+    gc.collect()
+    gc.freeze()
     await web.TCPSite(runner, settings.host, settings.port, reuse_address=True).start()
     extra: web.AppRunner | None = None
     if settings.metrics_port is not None:

@@ -90,8 +90,10 @@ async def _attempt(call: Call, model: ModelRuntime, deps: Deps) -> Outcome:
         payload = oai.build_chat_body(call.body, model.upstream_model, stream=call.stream)
     else:
         payload = oai.build_embeddings_body(call.body, model.upstream_model)
-    with deps.tracer.start_as_current_span(
+    with spans.started(
+        deps.tracer,
         f"{'chat' if call.endpoint == 'chat' else 'embeddings'} {model.upstream_model}",
+        parent=call.span,
         kind=SpanKind.CLIENT,
         attributes={
             spans.OPERATION: call.endpoint if call.endpoint == "chat" else "embeddings",
@@ -131,12 +133,12 @@ async def _exchange(call: Call, model: ModelRuntime, payload: bytes, upstream: U
                     data = await response.read()
                     return oai.classify_error(response.status, response.headers, data, time.time())
                 try:
-                    first = await _first_events(response, parser)
+                    first, parsed = await _first_events(response, parser)
                 except oai.UpstreamProtocolError as exc:
                     return oai.UpstreamError("bad_response", 200, True, None, str(exc)[:200])
             if not first:
                 return oai.UpstreamError("connect", 200, True, None, "stream ended before data")
-            opened = OpenStream(response, parser, first)
+            opened = OpenStream(response, parser, first, parsed)
             response = None  # ownership passes to the caller
             return opened
         async with asyncio.timeout(provider.timeout):
@@ -161,15 +163,22 @@ async def _exchange(call: Call, model: ModelRuntime, payload: bytes, upstream: U
             response.release()
 
 
-async def _first_events(response: aiohttp.ClientResponse, parser: SSEParser) -> list[SSEEvent]:
-    """Read until at least one data event arrived; [] when the stream ended first."""
+async def _first_events(
+    response: aiohttp.ClientResponse, parser: SSEParser
+) -> tuple[list[SSEEvent], list[oai.StreamChunk | None]]:
+    """Read until at least one data event arrived; ([], []) when the stream ended first.
+
+    Every data event read so far is parsed here (bad JSON before the first byte: fail over);
+    the parsed chunks come back beside the events so that the relay does not parse them again.
+    """
     events: list[SSEEvent] = []
     while not any(e.data is not None for e in events):
         chunk = await response.content.readany()
         if not chunk:
-            return []
+            return [], []
         events += parser.feed(chunk)
-    for event in events:
-        if event.data is not None and event.data != b"[DONE]":
-            oai.parse_stream_event(event.data)  # bad JSON before the first byte: fail over
-    return events
+    parsed = [
+        oai.parse_stream_event(e.data) if e.data is not None and e.data != b"[DONE]" else None
+        for e in events
+    ]
+    return events, parsed

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Protocol
 
@@ -34,7 +34,7 @@ from switchboard.budget.decide import (
     enforcing_percent,
     percent_used,
 )
-from switchboard.budget.periods import Window, window_of
+from switchboard.budget.periods import Period, Window, window_of
 from switchboard.config.model import BudgetConfig
 from switchboard.config.runtime import RuntimeConfig
 from switchboard.ledger.base import SpendLedger
@@ -85,11 +85,24 @@ class BudgetTracker:
         self._spent: dict[tuple[str, str], Decimal] = {}
         self._reserved: dict[str, Decimal] = {}
         self._leased: dict[tuple[str, str], tuple[Window, Decimal]] = {}
+        self._windows: dict[tuple[Period, date], Window] = {}
+
+    def _window(self, period: Period, now: datetime) -> Window:
+        """`window_of`, computed once per period and UTC day (the request path asks often)."""
+        if now.tzinfo is not UTC:
+            return window_of(period, now)
+        key = (period, now.date())
+        window = self._windows.get(key)
+        if window is None:
+            if len(self._windows) > 16:
+                self._windows.clear()
+            window = self._windows[key] = window_of(period, now)
+        return window
 
     def _views(self, budgets: tuple[BudgetConfig, ...], now: datetime) -> list[BudgetView]:
         views = []
         for budget in budgets:
-            window = window_of(budget.spec.period, now)
+            window = self._window(budget.spec.period, now)
             spent = self._spent.get((budget.spec.feature, window.label), ZERO)
             reserved = self._reserved.get(budget.spec.feature, ZERO)
             views.append(BudgetView(budget.name, budget.spec, window, spent, reserved))
@@ -154,9 +167,11 @@ class BudgetTracker:
         return True
 
     def _adjust_leases(self, runtime: RuntimeConfig, feature: str, delta: Decimal) -> None:
+        if not self._leased:
+            return
         now = self._now()
         for budget in runtime.feature_budgets.get(feature, ()):
-            key = (feature, window_of(budget.spec.period, now).label)
+            key = (feature, self._window(budget.spec.period, now).label)
             if key in self._leased:
                 window, held = self._leased[key]
                 self._leased[key] = (window, held + delta)
@@ -174,7 +189,7 @@ class BudgetTracker:
         """This sidecar's own spend, seen at once (the ledger may take a moment)."""
         self._adjust_leases(runtime, feature, -cost)
         for budget in runtime.feature_budgets.get(feature, ()):
-            key = (feature, window_of(budget.spec.period, at).label)
+            key = (feature, self._window(budget.spec.period, at).label)
             self._spent[key] = self._spent.get(key, ZERO) + cost
             self._publish(budget, self._spent[key])
 
@@ -185,7 +200,7 @@ class BudgetTracker:
 
     async def _refresh(self, budgets: tuple[BudgetConfig, ...], now: datetime) -> None:
         for budget in budgets:
-            window = window_of(budget.spec.period, now)
+            window = self._window(budget.spec.period, now)
             try:
                 totals = await self._ledger.totals(self._namespace, budget.spec.feature, window)
             except UNREACHABLE as exc:

@@ -65,6 +65,8 @@ class OpenStream:
     response: aiohttp.ClientResponse
     parser: SSEParser
     first: list[SSEEvent]
+    parsed: list[oai.StreamChunk | None]
+    """`first`'s data, parsed when it was checked (None where it was not)."""
 
 
 Outcome = Answer | OpenStream | oai.UpstreamError

@@ -54,7 +54,8 @@ async def run(request: web.Request, endpoint: Endpoint, deps: Deps) -> web.Strea
         return call
     facts, route = call.facts, call.route
     operation = "chat" if endpoint == "chat" else "embeddings"
-    with deps.tracer.start_as_current_span(
+    with spans.started(
+        deps.tracer,
         f"{operation} {facts.requested_model}",
         context=spans.incoming_context(request.headers),
         kind=SpanKind.SERVER,

@@ -55,7 +55,7 @@ async def _drain(
 ) -> str | None:
     """Relay the rest of an upstream stream into `sink`; the reason it broke, or None."""
     try:
-        await sink(relay(opened.first, tally))
+        await sink(relay(opened.first, tally, opened.parsed))
         while not tally.done:
             chunk = await opened.response.content.readany()
             if not chunk:

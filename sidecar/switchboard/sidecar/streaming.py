@@ -8,7 +8,7 @@ relays: the usage chunk only for clients that asked for it, the cost comment, th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -16,7 +16,7 @@ import orjson
 
 from switchboard.pricing.cost import Usage, format_usd
 from switchboard.providers.client_request import client_wants_usage
-from switchboard.providers.openai_compat import parse_stream_event
+from switchboard.providers.openai_compat import StreamChunk, parse_stream_event
 from switchboard.providers.sse import SSEEvent
 
 DONE_EVENT = b"data: [DONE]\n\n"
@@ -46,16 +46,21 @@ class StreamTally:
         return Usage(input_tokens=prompt_estimate, output_tokens=self.output_chunks), True
 
 
-def relay(events: Iterable[SSEEvent], tally: StreamTally) -> bytes:
-    """The bytes of `events` to forward as they come; the usage-only chunk is kept aside."""
+def relay(
+    events: Iterable[SSEEvent], tally: StreamTally, parsed: Sequence[StreamChunk | None] = ()
+) -> bytes:
+    """The bytes of `events` to forward as they come; the usage-only chunk is kept aside.
+
+    `parsed[i]`, when given, is event i's data already parsed (it is not parsed again)."""
     out: list[bytes] = []
-    for event in events:
+    for index, event in enumerate(events):
         if tally.done:
             break
         if event.data is None:
             out.append(event.raw)
             continue
-        chunk = parse_stream_event(event.data)
+        known = parsed[index] if index < len(parsed) else None
+        chunk = known if known is not None else parse_stream_event(event.data)
         tally.events += 1
         if chunk.done:
             tally.done = True
