@@ -11,7 +11,6 @@ pod is replaced: addresses and ports, and the in-cluster Redis by a local redis-
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import re
@@ -20,7 +19,6 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -30,14 +28,11 @@ import yaml
 
 from switchboard.api import names
 from switchboard.devcluster import LocalCluster
-from switchboard.ledger.base import SpendRecord
-from switchboard.ledger.redis import RedisLedger
-from switchboard.pricing.cost import Usage
 from tests.support.helm import CHART, EXAMPLES, RELEASE, ROOT, Helm
 from tests.support.kubectl import apply, condition, get, ok, wait_for
 from tests.support.operator import READY
 from tests.support.processes import ServerProcess
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, record_spend
 from tests.support.webhook_receiver import WebhookReceiver
 
 CRD_NAMES = sorted(
@@ -459,32 +454,6 @@ def budget(namespace: str) -> dict[str, Any]:
     }
 
 
-def _spend(url: str, namespace: str, cost: str, directory: Path) -> None:
-    """Spend written to the ledger as a sidecar would."""
-
-    async def write() -> None:
-        ledger = RedisLedger(url, directory / f"outbox-{uuid.uuid4().hex[:6]}.jsonl")
-        try:
-            await ledger.record(
-                SpendRecord(
-                    id=uuid.uuid4().hex,
-                    at=datetime.now(UTC),
-                    namespace=namespace,
-                    feature="checkout",
-                    team="payments",
-                    provider="openai",
-                    model="m",
-                    route="main",
-                    usage=Usage(100, 10),
-                    cost=Decimal(cost),
-                )
-            )
-        finally:
-            await ledger.close()
-
-    asyncio.run(write())
-
-
 def test_operator_with_the_charts_rbac_reconciles_reports_and_alerts(
     release: Release,
     operator: Operator,
@@ -493,7 +462,7 @@ def test_operator_with_the_charts_rbac_reconciles_reports_and_alerts(
     tmp_path: Path,
 ) -> None:
     kube, ns = release.kube, app_namespace
-    _spend(redis_server.url, ns, "6", tmp_path)
+    record_spend(redis_server.url, ns, "6", tmp_path, provider="openai")
     receiver = WebhookReceiver()
     slack = {
         "apiVersion": "v1",

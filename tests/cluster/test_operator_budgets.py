@@ -3,11 +3,9 @@ the exact spend from Redis and alerts each threshold once, across restarts."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,13 +15,11 @@ import pytest
 
 from switchboard.api import names
 from switchboard.devcluster import LocalCluster
-from switchboard.ledger.base import SpendRecord
-from switchboard.ledger.redis import RedisLedger
-from switchboard.pricing.cost import Usage, format_usd
+from switchboard.pricing.cost import format_usd
 from tests.support.kubectl import apply, get, ok, wait_for
 from tests.support.mock_provider import MockProvider
 from tests.support.operator import OperatorProcess
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, record_spend
 from tests.support.sidecar import Sidecar
 from tests.support.webhook_receiver import WebhookReceiver
 
@@ -189,32 +185,6 @@ def test_sidecar_spend_reaches_status_and_80_percent_alerts_once_across_restarts
             assert len(receiver.posts) == 1 and len(alert_events(kube, namespace)) == 1
 
 
-def record(url: str, namespace: str, cost: str, tmp_path: Path) -> None:
-    """Spend written to the ledger as a sidecar would."""
-
-    async def write() -> None:
-        ledger = RedisLedger(url, tmp_path / f"outbox-{uuid.uuid4().hex[:6]}")
-        try:
-            await ledger.record(
-                SpendRecord(
-                    id=uuid.uuid4().hex,
-                    at=datetime.now(UTC),
-                    namespace=namespace,
-                    feature="checkout",
-                    team="payments",
-                    provider="local",
-                    model="m",
-                    route="main",
-                    usage=Usage(100, 10),
-                    cost=Decimal(cost),
-                )
-            )
-        finally:
-            await ledger.close()
-
-    asyncio.run(write())
-
-
 def test_webhook_is_retried_until_delivered_then_never_again(
     switchboard_crds: LocalCluster,
     namespace: str,
@@ -236,7 +206,7 @@ def test_webhook_is_retried_until_delivered_then_never_again(
         },
     }
     apply(kube, policy, feature_budget(namespace, 10, secret="hooks"))
-    record(redis_server.url, namespace, "8.5", tmp_path)
+    record_spend(redis_server.url, namespace, "8.5", tmp_path)
     operator = operators()
 
     def alert() -> dict[str, Any] | None:

@@ -7,16 +7,23 @@ Stdlib and redis-py only.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import subprocess
 import tempfile
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 import redis
 
+from switchboard.ledger.base import SpendRecord
+from switchboard.ledger.redis import RedisLedger
+from switchboard.pricing.cost import Usage
 from tests.support.processes import stop_process, wait_until
 
 
@@ -102,3 +109,31 @@ class RedisServer:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def record_spend(
+    url: str, namespace: str, cost: str, directory: Path, provider: str = "local"
+) -> None:
+    """Spend of feature `checkout` written to the Redis ledger as a sidecar would."""
+
+    async def write() -> None:
+        ledger = RedisLedger(url, directory / f"outbox-{uuid.uuid4().hex[:6]}.jsonl")
+        try:
+            await ledger.record(
+                SpendRecord(
+                    id=uuid.uuid4().hex,
+                    at=datetime.now(UTC),
+                    namespace=namespace,
+                    feature="checkout",
+                    team="payments",
+                    provider=provider,
+                    model="m",
+                    route="main",
+                    usage=Usage(100, 10),
+                    cost=Decimal(cost),
+                )
+            )
+        finally:
+            await ledger.close()
+
+    asyncio.run(write())
