@@ -15,7 +15,8 @@ connection before any body byte. On a non-streaming request `cut_after` sends th
 half of the JSON body, then aborts (on a stream: after `after_chunks` content deltas).
 `delay_ms` delays the answer for any fault; `slow` also waits it between stream chunks
 (default 200 ms). `hang` holds the request until the client goes away; `reset` closes the
-connection at once; `bad_json` answers 200 with a truncated JSON body.
+connection at once; `bad_json` answers 200 with a truncated JSON body (on a stream: the role
+chunk and `after_chunks` content deltas, then an event whose JSON is truncated, in one body).
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ def _api(answer: Answer, *, has_body: bool = True) -> Handler:
             return await _hang(request)
         if rule.fault == "reset":
             return _abort(request, web.Response())
-        if rule.fault == "bad_json":
+        if rule.fault == "bad_json" and doc.get("stream") is not True:
             return web.Response(body=BAD_JSON, content_type="application/json")
         return await answer(request, state, doc, rule)
 
@@ -182,6 +183,11 @@ async def _stream_chat(
 ) -> web.StreamResponse:
     events = chat_stream(state.next_id(), int(time.time()), model, prompt, pieces, include_usage)
     head, deltas, tail = events.head, events.deltas, events.tail
+    if rule.fault == "bad_json":
+        shown = deltas[: rule.after_chunks]
+        state.bill(model, prompt, len(shown))
+        broken = b"data: " + BAD_JSON + b"\n\n"
+        return web.Response(body=b"".join([head, *shown, broken]), headers=SSE_HEADERS)
     gap = state.chunk_delay_s + (rule.delay_s if rule.fault == "slow" else 0.0)
     if not gap and rule.fault not in CUTS:  # the hot path: one body, no chunked encoding
         state.served += 1

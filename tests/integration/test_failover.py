@@ -48,6 +48,7 @@ FAILOVER_CASES: dict[str, tuple[str, Mapping[str, int]]] = {
     "cuta": ("primary", FAST),
     "badjson": ("primary", FAST),
     "badjsonstream": ("primary", FAST),
+    "badlate": ("primary", FAST),
     "retry": ("primary", {"attempts": 2, "backoffMs": 10}),
     "breaker": ("primary", FAST),
     "gone": ("primary", FAST),
@@ -363,7 +364,9 @@ def test_invalid_json_from_upstream_fails_over(stack: Stack) -> None:
 
 
 def test_invalid_json_stream_from_upstream_fails_over(stack: Stack) -> None:
-    stack.primary.set_faults({"fault": "bad_json", "model": "p-badjsonstream"})
+    # The role chunk, then broken JSON: no token reached the client yet, so it fails over.
+    rule = {"fault": "bad_json", "model": "p-badjsonstream", "after_chunks": 0}
+    stack.primary.set_faults(rule)
     stream = stack.client.chat.completions.create(
         model="any", messages=HELLO, stream=True, extra_headers=case_headers("badjsonstream")
     )
@@ -372,6 +375,29 @@ def test_invalid_json_stream_from_upstream_fails_over(stack: Stack) -> None:
     assert text == "tok " * 16
     assert stream.response.headers["x-switchboard-model"] == "b-badjsonstream"
     assert stack.metric("switchboard_failovers_total", model="p-badjsonstream") == 1
+
+
+def test_invalid_json_after_the_first_token_ends_the_stream_in_an_error(stack: Stack) -> None:
+    # One burst: role chunk, two tokens, broken JSON. Everything up to the first token is checked
+    # and sent at once; what follows in the same read is relayed as it is parsed, so the broken
+    # event ends a stream that has already begun, with an explicit error and the delivered cost.
+    rule = {"fault": "bad_json", "model": "p-badlate", "after_chunks": 2}
+    stack.primary.set_faults(rule)
+    stream = stack.client.chat.completions.create(
+        model="any", messages=HELLO, stream=True, extra_headers=case_headers("badlate")
+    )
+    received: list[str] = []
+    with pytest.raises(openai.APIError, match="invalid stream event"):
+        for chunk in stream:
+            received += [c.delta.content or "" for c in chunk.choices]
+
+    assert "".join(received) == "tok " * 2
+    assert stream.response.headers["x-switchboard-model"] == "p-badlate"
+    assert requests_for(stack.backup, "b-badlate") == 0
+    kind = "stream_cut"
+    assert stack.metric("switchboard_upstream_errors_total", model="p-badlate", kind=kind) == 1
+    assert stack.metric("switchboard_failovers_total", model="p-badlate") == 0
+    assert stack.metric("switchboard_cost_usd_total", model="p-badlate") > 0
 
 
 # ---- retries, breaker, exhaustion ----------------------------------------------------------

@@ -168,8 +168,11 @@ async def _first_events(
 ) -> tuple[list[SSEEvent], list[oai.StreamChunk | None]]:
     """Read until at least one data event arrived; ([], []) when the stream ended first.
 
-    Every data event read so far is parsed here (bad JSON before the first byte: fail over);
-    the parsed chunks come back beside the events so that the relay does not parse them again.
+    The events are checked (parsed) in order up to the first one that carries output text, or
+    all of them when none does: bad JSON there fails over, since nothing reached the client
+    yet. The parsed chunks come back beside the events, so that the relay does not parse them
+    again and can send the client everything up to the first token before it looks at the
+    rest of the read (a provider may send a whole answer in one burst).
     """
     events: list[SSEEvent] = []
     while not any(e.data is not None for e in events):
@@ -177,8 +180,13 @@ async def _first_events(
         if not chunk:
             return [], []
         events += parser.feed(chunk)
-    parsed = [
-        oai.parse_stream_event(e.data) if e.data is not None and e.data != b"[DONE]" else None
-        for e in events
-    ]
+    parsed: list[oai.StreamChunk | None] = []
+    for event in events:
+        if event.data is None or event.data == b"[DONE]":
+            parsed.append(None)
+            continue
+        checked = oai.parse_stream_event(event.data)
+        parsed.append(checked)
+        if checked.text:
+            break
     return events, parsed

@@ -66,7 +66,8 @@ class OpenStream:
     parser: SSEParser
     first: list[SSEEvent]
     parsed: list[oai.StreamChunk | None]
-    """`first`'s data, parsed when it was checked (None where it was not)."""
+    """The data of `first`'s events up to the first token, parsed when they were checked (None
+    for an event without data); the relay parses the rest as it sends it."""
 
 
 Outcome = Answer | OpenStream | oai.UpstreamError

@@ -53,19 +53,22 @@ def stream_response(headers: dict[str, str]) -> web.StreamResponse:
 async def _drain(
     opened: OpenStream, tally: StreamTally, sink: Callable[[bytes], Awaitable[None]]
 ) -> str | None:
-    """Relay the rest of an upstream stream into `sink`; the reason it broke, or None."""
+    """Relay the rest of an upstream stream into `sink`; the reason it broke, or None.
+
+    What was checked before the first byte (up to the first token) goes out before the rest of
+    that first read is even parsed."""
     try:
-        await sink(relay(opened.first, tally, opened.parsed))
-        while not tally.done:
+        checked = len(opened.parsed)
+        await sink(relay(opened.first[:checked], tally, opened.parsed))
+        await sink(relay(opened.first[checked:], tally))
+        while not tally.done and not tally.invalid:
             chunk = await opened.response.content.readany()
             if not chunk:
                 return "the provider ended the stream without [DONE]"
             await sink(relay(opened.parser.feed(chunk), tally))
-    except oai.UpstreamProtocolError:
-        return "the provider sent an invalid stream event"
     except UPSTREAM_FAILURES as exc:
         return error_of_exception(exc).message
-    return None
+    return "the provider sent an invalid stream event" if tally.invalid else None
 
 
 async def buffer_stream(

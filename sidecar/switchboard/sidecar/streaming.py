@@ -16,7 +16,11 @@ import orjson
 
 from switchboard.pricing.cost import Usage, format_usd
 from switchboard.providers.client_request import client_wants_usage
-from switchboard.providers.openai_compat import StreamChunk, parse_stream_event
+from switchboard.providers.openai_compat import (
+    StreamChunk,
+    UpstreamProtocolError,
+    parse_stream_event,
+)
 from switchboard.providers.sse import SSEEvent
 
 DONE_EVENT = b"data: [DONE]\n\n"
@@ -32,6 +36,8 @@ class StreamTally:
     output_chunks: int = 0
     events: int = 0
     done: bool = False
+    invalid: bool = False
+    """An event was not a valid chunk: the relay stopped before it."""
     response_model: str | None = None
     text_parts: list[str] = field(default_factory=list)
 
@@ -51,16 +57,22 @@ def relay(
 ) -> bytes:
     """The bytes of `events` to forward as they come; the usage-only chunk is kept aside.
 
-    `parsed[i]`, when given, is event i's data already parsed (it is not parsed again)."""
+    `parsed[i]`, when given, is event i's data already parsed (it is not parsed again). At an
+    event that is not a valid chunk the relay stops (`tally.invalid`): the events before it are
+    still forwarded, since the client has been billed for them."""
     out: list[bytes] = []
     for index, event in enumerate(events):
-        if tally.done:
+        if tally.done or tally.invalid:
             break
         if event.data is None:
             out.append(event.raw)
             continue
         known = parsed[index] if index < len(parsed) else None
-        chunk = known if known is not None else parse_stream_event(event.data)
+        try:
+            chunk = known if known is not None else parse_stream_event(event.data)
+        except UpstreamProtocolError:
+            tally.invalid = True
+            break
         tally.events += 1
         if chunk.done:
             tally.done = True

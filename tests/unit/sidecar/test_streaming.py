@@ -7,10 +7,7 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
-
 from switchboard.pricing.cost import Usage
-from switchboard.providers.openai_compat import UpstreamProtocolError
 from switchboard.providers.sse import SSEEvent, SSEParser
 from switchboard.sidecar.streaming import (
     DONE_EVENT,
@@ -182,14 +179,21 @@ def test_billed_usage_of_a_stream_cut_before_any_content_is_the_prompt_only() ->
     assert StreamTally(keep_text=False).billed_usage(prompt_estimate=30) == (Usage(30, 0), True)
 
 
-def test_invalid_json_event_raises_protocol_error() -> None:
-    with pytest.raises(UpstreamProtocolError):
-        relay(_events(b'data: {"choices": [\n\n'), StreamTally(keep_text=False))
+def test_invalid_json_event_stops_the_relay_after_the_events_before_it() -> None:
+    tally = StreamTally(keep_text=True)
+    good = _chunk("a") + _chunk("b")
+    out = relay(_events(good + b'data: {"choices": [\n\n' + _chunk("c")), tally)
+    assert out == good
+    assert tally.invalid
+    assert tally.text == "ab"
+    assert tally.output_chunks == 2
+    assert relay(_events(_chunk("d")), tally) == b""
 
 
-def test_event_without_choices_raises_protocol_error() -> None:
-    with pytest.raises(UpstreamProtocolError):
-        relay(_events(b'data: {"error": {"message": "boom"}}\n\n'), StreamTally(keep_text=False))
+def test_event_without_choices_stops_the_relay() -> None:
+    tally = StreamTally(keep_text=False)
+    assert relay(_events(b'data: {"error": {"message": "boom"}}\n\n'), tally) == b""
+    assert tally.invalid
 
 
 def test_cost_comment_is_an_sse_comment_with_a_plain_decimal() -> None:
