@@ -6,6 +6,7 @@ the tracer is a no-op and costs next to nothing.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from types import TracebackType
@@ -18,6 +19,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import Attributes
+
+log = logging.getLogger(__name__)
 
 TRACER_NAME = "switchboard.sidecar"
 
@@ -75,16 +78,23 @@ def _parts(content: object) -> list[dict[str, str]]:
 def tracer_provider_from_env(
     env: Mapping[str, str], service_name: str = "switchboard-sidecar"
 ) -> TracerProvider | None:
-    """An SDK provider exporting over OTLP/HTTP with batching when OTEL_* asks for it, else None."""
+    """An SDK provider exporting over OTLP/HTTP with batching (OTEL_BSP_*) when OTEL_* asks for
+    it, else None (also when the OTLP settings cannot be used: that is logged)."""
     exporter = env.get("OTEL_TRACES_EXPORTER", "otlp" if _otlp_endpoint(env) else "none")
     if exporter.strip().lower() in ("none", "") or env.get("OTEL_SDK_DISABLED") == "true":
         return None
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+    from switchboard.telemetry.otlp import ExporterConfigError, OTLPSpanExporter
+
+    try:
+        span_exporter = OTLPSpanExporter(env)
+    except ExporterConfigError as exc:
+        log.error("tracing disabled: %s", exc)
+        return None
     resource = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME", service_name)})
     provider = TracerProvider(resource=resource)
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    provider.add_span_processor(BatchSpanProcessor(span_exporter))
     return provider
 
 
