@@ -102,6 +102,13 @@ def test_three_sidecars_account_to_the_exact_decimal(
     trio = start_three(sidecars, shared_policy(mock, redis_server.url), tmp_path)
     with ThreadPoolExecutor(max_workers=12) as pool:
         costs = list(pool.map(lambda i: ask(trio[i % 3], i), range(150)))
+    # Records reach Redis moments after their answers (and all of them before a sidecar stops).
+    converged = asyncio.run(
+        _wait_for(lambda: ledger_total(redis_server.url, tmp_path) == sum(costs), 5.0)
+    )
+    assert converged, (ledger_total(redis_server.url, tmp_path), sum(costs))
+    for sidecar in trio:
+        sidecar.stop()
     assert ledger_total(redis_server.url, tmp_path) == sum(costs) == billed(mock)
 
 
@@ -192,6 +199,8 @@ def test_overspend_past_a_block_is_bounded_by_requests_in_flight(
     with ThreadPoolExecutor(max_workers=workers) as pool:
         served = sum(pool.map(hammer, range(workers)))
     assert blocked.is_set()
+    for sidecar in trio:
+        sidecar.stop()  # every record is in Redis once its sidecar has stopped
     spent = ledger_total(redis_server.url, tmp_path)
     per_request = Decimal("0.10")
     assert spent == served * per_request
@@ -208,7 +217,7 @@ def test_sigkill_loses_no_record_of_a_served_request(
     outbox = ["--outbox", str(tmp_path / "outbox.jsonl"), "--feature", "checkout"]
     args = [*outbox, "--namespace", "test"]
     first = sidecars(doc, args=args)
-    costs = [ask(first, i) for i in range(10)]  # recorded in Redis before each answer
+    costs = [ask(first, i) for i in range(10)]  # in the outbox before each answer, then Redis
     with contextlib.suppress(redis.ConnectionError):
         redis_server.client().shutdown(save=True)
     costs += [ask(first, 10 + i) for i in range(10)]  # recorded in the fsync'd outbox
@@ -216,6 +225,36 @@ def test_sigkill_loses_no_record_of_a_served_request(
     first.wait(10)
     redis_server.start()
     # A new sidecar on the same outbox (the pod's emptyDir survives a container restart).
+    second = sidecars(args=args, config=first.config)  # type: ignore[attr-defined]
+    replayed = asyncio.run(
+        _wait_for(lambda: ledger_total(redis_server.url, tmp_path) == sum(costs), 15.0)
+    )
+    assert replayed, (ledger_total(redis_server.url, tmp_path), sum(costs))
+    second.stop()
+    assert ledger_total(redis_server.url, tmp_path) == sum(costs) == billed(mock)
+
+
+def test_answers_never_wait_for_redis_and_sigkill_then_loses_no_record(
+    mock: MockProvider, redis_server: RedisServer, sidecars: SidecarFactory, tmp_path: Path
+) -> None:
+    # Redis holds every write (CLIENT PAUSE WRITE): the answers still come, since a record is
+    # in the outbox before its answer and reaches Redis after. The sidecar is killed before
+    # Redis resumes; the next sidecar on the same outbox applies what Redis never saw.
+    doc = shared_policy(mock, redis_server.url)
+    args = ["--outbox", str(tmp_path / "outbox.jsonl"), "--feature", "checkout"]
+    args += ["--namespace", "test"]
+    first = sidecars(doc, args=args)
+    costs = [ask(first, i) for i in range(4)]
+    client = redis_server.client()
+    client.client_pause(20_000, all=False)
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            costs += pool.map(lambda i: ask(first, i), range(4, 64))
+        first.signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        client.client_unpause()
+    assert ledger_total(redis_server.url, tmp_path) < sum(costs)
     second = sidecars(args=args, config=first.config)  # type: ignore[attr-defined]
     replayed = asyncio.run(
         _wait_for(lambda: ledger_total(redis_server.url, tmp_path) == sum(costs), 15.0)

@@ -1,18 +1,24 @@
-"""Edge: the ledger's outbox, an append-only file of records Redis did not take yet.
+"""Edge: the ledger's outbox, an append-only file of the records Redis has not applied yet.
 
-Protocol (one outbox file per ledger; the Helm chart backs its directory with an emptyDir):
+Every record enters the outbox before the sidecar answers the request it prices, and leaves it
+once Redis has applied it; the Helm chart backs the directory with an emptyDir. Protocol (one
+outbox file per ledger):
 
-- `append`: one line per record; open in append mode, write, flush, `os.fsync`, then return.
-  A record is durable before `record()` returns, so SIGKILL loses only requests in flight.
-- `claim`: rename `<outbox>` to `<outbox>.replaying` and hand that file to the replayer; new
-  records go to a fresh `<outbox>` meanwhile. A `.replaying` file already there (left by a
-  crash or by a replay Redis interrupted) is handed over first, and `<outbox>` stays put.
+- `append`: one line per record, written with one `write` on a descriptor kept open in append
+  mode, on the event loop and without fsync: a line is in the kernel when `append` returns, so
+  a sidecar killed at any moment (SIGKILL, OOM) loses no record of an answered request.
+- `rotate`: rename `<outbox>` to `<outbox>.replaying` (only when no `.replaying` is there) and
+  hand that file to the applier; new records go to a fresh `<outbox>` meanwhile. This is how
+  the ledger takes a batch: it knows which records the renamed file holds.
+- `sync`: fsync both files, for records that wait for Redis (it is down): they then survive a
+  crash of the node too, not only of the process.
 - `release`: delete `.replaying` once every line of it was applied.
 - `reject`: a line that is not a record (a write torn by a crash) is moved to
   `<outbox>.rejected` for a human, never dropped silently.
+
 Applying is idempotent (record ids), so a crash anywhere in between replays lines twice at
-worst, which counts them once. Appends and claims hold one lock, so no line is written to a
-file after it was claimed.
+worst, which counts them once. `append` and `rotate` never wait (they are plain system calls
+on the event loop), so no line is written to a file after it was renamed.
 """
 
 from __future__ import annotations
@@ -21,14 +27,17 @@ import asyncio
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO
 
 REPLAYING_SUFFIX = ".replaying"
 REJECTED_SUFFIX = ".rejected"
 
 
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+def _fsync_path(path: Path) -> None:
+    """fsync a file or a directory, if it exists."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
     try:
         os.fsync(fd)
     finally:
@@ -42,46 +51,61 @@ class Outbox:
         self.path = path
         self.replaying = path.with_name(path.name + REPLAYING_SUFFIX)
         self.rejected = path.with_name(path.name + REJECTED_SUFFIX)
-        self._lock = asyncio.Lock()
-        self._tail_checked = False
+        self._fd: int | None = None
 
-    async def append(self, line: str) -> None:
-        """Add one line (no newline inside) and return once it is on disk."""
-        async with self._lock:
-            await asyncio.to_thread(self._append, line)
+    def append(self, line: bytes) -> None:
+        """Add one line (no newline inside); it is in the kernel when this returns."""
+        if self._fd is None:
+            self._fd = self._open()
+        try:
+            os.write(self._fd, line + b"\n")
+        except OSError:
+            self._close()  # reopened next time, which ends a line this write may have torn
+            raise
 
-    def _append(self, line: str) -> None:
+    def _open(self) -> int:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        created = not self.path.exists()
-        with open(self.path, "a+b") as f:
-            # A process killed in the middle of a write leaves a line without its newline:
-            # end it, so that it does not swallow the next line (it is then skipped alone).
-            prefix = b"" if self._tail_checked or created else self._tail_fix(f)
-            f.write(prefix + line.encode() + b"\n")
-            f.flush()
-            os.fsync(f.fileno())
-        self._tail_checked = True
-        if created:
-            _fsync_directory(self.path.parent)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        # A process killed in the middle of a write leaves a line without its newline: end it,
+        # so that it does not swallow the next line (it is then set aside alone).
+        end = os.lseek(fd, 0, os.SEEK_END)
+        if end and os.pread(fd, 1, end - 1) != b"\n":
+            os.write(fd, b"\n")
+        return fd
 
-    @staticmethod
-    def _tail_fix(f: BinaryIO) -> bytes:
-        end = f.seek(0, os.SEEK_END)
-        if end == 0:
-            return b""
-        f.seek(end - 1)
-        return b"" if f.read(1) == b"\n" else b"\n"
+    def holds_lines(self) -> bool:
+        """Whether `<outbox>` holds anything (it may have been left by an earlier process)."""
+        try:
+            return self.path.stat().st_size > 0
+        except FileNotFoundError:
+            return False
 
-    async def claim(self) -> Path | None:
+    def rotate(self) -> bool:
+        """Rename a non-empty `<outbox>` to `.replaying`; False when there is nothing to take
+        or a `.replaying` is still waiting to be applied."""
+        if self.replaying.exists() or not self.holds_lines():
+            return False
+        self._close()
+        self.path.rename(self.replaying)
+        return True
+
+    def claim(self) -> Path | None:
         """The file to replay now: `.replaying` if present, else `<outbox>` renamed to it."""
-        async with self._lock:
-            if self.replaying.exists():
-                return self.replaying
-            if not self.path.exists():
-                return None
-            self.path.rename(self.replaying)
-            _fsync_directory(self.path.parent)
+        if self.replaying.exists() or self.rotate():
             return self.replaying
+        return None
+
+    async def sync(self) -> None:
+        """Put both files on disk (records Redis did not take must survive a node crash)."""
+        await asyncio.to_thread(self._sync)
+
+    def _sync(self) -> None:
+        if self._fd is not None:
+            os.fsync(self._fd)
+        else:
+            _fsync_path(self.path)
+        _fsync_path(self.replaying)
+        _fsync_path(self.path.parent)
 
     def release(self) -> None:
         """Forget the claimed file: every line of it was applied."""
@@ -95,8 +119,19 @@ class Outbox:
             os.fsync(f.fileno())
 
     def pending(self) -> bool:
-        """Whether anything waits to be replayed."""
-        return self.path.exists() or self.replaying.exists()
+        """Whether anything waits to be applied."""
+        return self.holds_lines() or self.replaying.exists()
+
+    def close(self) -> None:
+        """Close the file; a later `append` opens it again. An empty `<outbox>` is removed."""
+        self._close()
+        if self.path.exists() and not self.holds_lines():
+            self.path.unlink(missing_ok=True)
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def lines_of(path: Path, batch: int) -> Iterator[list[str]]:

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
+import orjson
+
 from switchboard.ledger.base import SpendRecord
 from switchboard.pricing.cost import Usage
 
@@ -32,7 +34,7 @@ def record_line(record: SpendRecord) -> str:
         "cost": str(record.cost),
         "estimated": record.estimated,
     }
-    return json.dumps(doc, ensure_ascii=True, separators=(",", ":"))
+    return orjson.dumps(doc).decode()
 
 
 def _text(doc: Mapping[str, object], name: str) -> str:

@@ -1,21 +1,28 @@
 """Edge: the Redis spend ledger, shared by every sidecar of a cluster.
 
 Owns the Redis connection, the one Lua script that applies a record atomically and exactly once,
-and the task that replays the outbox. What the keys hold and how cost stays exact:
-`ledger/layout.py`; how the outbox survives crashes: `ledger/outbox.py`.
+and the task that moves records from the outbox into Redis. What the keys hold and how cost
+stays exact: `ledger/layout.py`; how the outbox survives crashes: `ledger/outbox.py`.
 
-When Redis is unreachable or fails, `record()` puts the record in the outbox (fsync'd) and
-returns; until a replay finds Redis again, further records go straight to the outbox, so an
-outage costs one failed attempt (up to a second if Redis hangs), not one per record. The
-replay task runs at once on `start()` (a `.replaying` file left by a crash goes first) and then
-every `replay_interval` seconds; `close()` (the SIGTERM path) replays once more before it
-returns.
+`record()` never waits for Redis: it appends the record to the outbox (one write, the record is
+then in the kernel and survives the sidecar being killed) and wakes the applier, so a request
+is answered without a round trip to Redis. The applier takes everything recorded since its last
+batch (renaming the outbox file, `Outbox.rotate`) and applies it in one pipelined round trip,
+so that under load many records share a round trip; the records of a batch are kept in memory
+beside their file, so that it is read back only after a crash or an outage. Redis sees a record
+a fraction of a millisecond after the answer, or a round trip later under load.
+
+When Redis is unreachable or fails, the batch stays in the outbox, which is fsync'd, and until a
+replay finds Redis again the applier only fsyncs what arrives, so an outage costs one failed
+round trip (up to a second if Redis hangs), not one per record. The replay task runs at once on
+`start()` (files left by a crash go first) and then every `replay_interval` seconds; `close()`
+(the SIGTERM path) applies what is pending once more before it returns. `flush()` applies what
+was recorded so far and returns when Redis has it (or the outbox, if Redis failed).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
@@ -94,17 +101,26 @@ class RedisLedger:
         self._replay_interval = replay_interval
         self._down = False
         self._closed = False
-        self._task: asyncio.Task[None] | None = None
-        self._replay_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        # The records of the outbox file, in order, while they are all known here: a batch is
+        # then applied from memory. An outbox left by an earlier process, or one that grew
+        # while Redis was down, is read back from its file instead.
+        self._batch: list[SpendRecord] = []
+        self._batch_complete = not self._outbox.holds_lines()
         self._windows: tuple[date | None, tuple[Window, ...]] = (None, ())
 
     async def start(self) -> None:
-        """Start the replay task (once; the first `record` starts it too)."""
+        """Start the replay and apply tasks (once; the first `record` starts them too)."""
         self._ensure_started()
 
     def _ensure_started(self) -> None:
-        if self._task is None and not self._closed:
-            self._task = asyncio.create_task(self._replay_forever(), name="ledger-replay")
+        if not self._tasks and not self._closed:
+            self._tasks = [
+                asyncio.create_task(self._replay_forever(), name="ledger-replay"),
+                asyncio.create_task(self._apply_forever(), name="ledger-apply"),
+            ]
 
     def _windows_of(self, at: datetime) -> tuple[Window, ...]:
         """`record_windows(at)`, computed once per UTC day."""
@@ -116,15 +132,27 @@ class RedisLedger:
         return self._windows[1]
 
     async def record(self, record: SpendRecord) -> None:
+        """Put `record` in the outbox (it is then safe) and let the applier take it to Redis."""
         self._ensure_started()
-        if not self._down:
-            call = apply_call(self._prefix, record, self._windows_of(record.at))
-            try:
-                await self._apply(keys=call.keys, args=call.args)
-                return
-            except REDIS_TROUBLE as exc:
-                self._mark_down(exc)
-        await self._outbox.append(record_line(record))
+        try:
+            self._outbox.append(record_line(record).encode())
+        except OSError as exc:
+            # The outbox cannot be written (a full or read-only disk): take the record to
+            # Redis before the answer instead, as the only copy must not be lost.
+            log.error("ledger outbox %s cannot be written (%s)", self._outbox.path, exc)
+            await self._apply_all([record])
+            return
+        if self._down:
+            self._batch_complete = False
+            self._batch.clear()
+        elif self._batch_complete:
+            self._batch.append(record)
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Apply what was recorded so far; return when Redis has it, or the outbox has it on
+        disk because Redis failed."""
+        await self._apply_pending()
 
     async def totals(self, namespace: str, feature: str, window: Window) -> WindowTotals:
         """The window's totals; `LedgerUnavailable` when Redis cannot be read."""
@@ -137,7 +165,7 @@ class RedisLedger:
 
     async def replay(self) -> int:
         """Apply what the outbox holds, if Redis answers; how many records were new to it."""
-        async with self._replay_lock:
+        async with self._lock:
             try:
                 if self._down:
                     await self._redis.ping()
@@ -145,37 +173,74 @@ class RedisLedger:
                     log.info("Redis ledger reachable again; replaying the outbox")
                 return await self._drain()
             except REDIS_TROUBLE as exc:
-                self._mark_down(exc)
+                await self._went_down(exc)
                 return 0
 
+    async def _apply_pending(self) -> None:
+        async with self._lock:
+            if self._down:
+                await self._outbox.sync()
+                return
+            try:
+                await self._drain()
+            except REDIS_TROUBLE as exc:
+                await self._went_down(exc)
+
     async def close(self) -> None:
-        """Stop the replay task, replay once more if Redis answers, and disconnect."""
+        """Stop the tasks, apply what is pending once more if Redis answers, and disconnect."""
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        self._wake.set()
+        for task in self._tasks:
+            task.cancel()
+        # A cancellation that lands inside redis-py can be swallowed there: the loops also end
+        # on `_closed`, after the call in flight.
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
                 await self.replay()
         except TimeoutError:
             log.warning("Redis ledger: the last replay did not finish in time")
         if self._outbox.pending():
+            await self._outbox.sync()
             log.warning("Redis ledger closed with records left in %s", self._outbox.path)
+        self._outbox.close()
         await self._redis.aclose()
 
     async def _replay_forever(self) -> None:
-        while True:
+        while not self._closed:
             await self.replay()
             await asyncio.sleep(self._replay_interval)
 
+    async def _apply_forever(self) -> None:
+        while not self._closed:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._apply_pending()
+
     async def _drain(self) -> int:
+        """Apply the outbox: a `.replaying` file left waiting first, then what was recorded
+        since the last batch (from memory when every record of it is known here)."""
         applied = 0
-        while (path := await self._outbox.claim()) is not None:
-            for lines in lines_of(path, REPLAY_BATCH):
-                applied += await self._apply_all(self._readable(lines))
+        while True:
+            if self._outbox.replaying.exists():
+                applied += await self._apply_file(self._outbox.replaying)
+            else:
+                batch, known = self._batch, self._batch_complete
+                if not self._outbox.rotate():
+                    return applied
+                self._batch, self._batch_complete = [], True
+                if known:
+                    for start in range(0, len(batch), REPLAY_BATCH):
+                        applied += await self._apply_all(batch[start : start + REPLAY_BATCH])
+                else:
+                    applied += await self._apply_file(self._outbox.replaying)
             self._outbox.release()
+
+    async def _apply_file(self, path: Path) -> int:
+        applied = 0
+        for lines in lines_of(path, REPLAY_BATCH):
+            applied += await self._apply_all(self._readable(lines))
         return applied
 
     def _readable(self, lines: Sequence[str]) -> list[SpendRecord]:
@@ -197,17 +262,20 @@ class RedisLedger:
             return 0
         async with self._redis.pipeline(transaction=False) as pipe:
             for record in records:
-                call = apply_call(self._prefix, record)
+                call = apply_call(self._prefix, record, self._windows_of(record.at))
                 await self._apply(keys=call.keys, args=call.args, client=pipe)
             applied = await pipe.execute()
         return sum(int(result) for result in applied)
 
-    def _mark_down(self, exc: BaseException) -> None:
+    async def _went_down(self, exc: BaseException) -> None:
         if not self._down:
             log.warning(
-                "Redis ledger unreachable (%s: %s); records go to %s until it answers",
+                "Redis ledger unreachable (%s: %s); records wait in %s until it answers",
                 type(exc).__name__,
                 exc,
                 self._outbox.path,
             )
         self._down = True
+        self._batch_complete = False
+        self._batch.clear()
+        await self._outbox.sync()
