@@ -35,8 +35,12 @@ crds: setup ## regenerate crds/ from the pydantic models, then the chart's CRD t
 	$(BIN)/python -m switchboard.crdgen --out crds
 	$(BIN)/python hack/chart_crds.py
 
-bench: setup ## sidecar vs direct vs LiteLLM, see bench/README.md
-	$(BIN)/python bench/run.py
+$(BIN)/.bench-installed: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	touch $@
+
+bench: $(BIN)/.bench-installed ## sidecar vs direct vs LiteLLM, see bench/README.md
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

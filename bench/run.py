@@ -34,7 +34,16 @@ import orjson
 import yaml
 
 from bench import hotspots
-from bench.figures import Row, Target, gaps, paced, percentile, rounds_percentile, table
+from bench.figures import (
+    Row,
+    Target,
+    gaps,
+    number,
+    paced,
+    percentile,
+    rounds_percentile,
+    table,
+)
 from bench.litellm_proxy import (
     MASTER_KEY,
     ensure_litellm,
@@ -55,6 +64,7 @@ from bench.procs import (
     pinned,
     raise_own_priority,
     rss_mb,
+    wake_round_trip_us,
 )
 from bench.sse_client import StreamClient, StreamTiming
 
@@ -70,6 +80,9 @@ CHUNK_GAP_MS = 1.0
 READY_MOCK = re.compile(r"mock-provider \S+ listening on http://127\.0\.0\.1:(\d+)")
 READY_SIDECAR = re.compile(r"switchboard sidecar listening on http://127\.0\.0\.1:(\d+)")
 READY_SINK = re.compile(r"otlp-sink listening on http://127\.0\.0\.1:(\d+)")
+READY_RELAY = re.compile(r"relay listening on http://127\.0\.0\.1:(\d+)")
+RELAY = "relay"
+"""The byte relay's endpoint key: the machine's floor for a proxy (`bench/relay.py`)."""
 
 
 @dataclass(frozen=True)
@@ -331,6 +344,8 @@ class Bench:
         self.children = list(children)
         self.samples = {e.key: Samples() for e in endpoints}
         self.remeasured = 0
+        self.wake_us = (math.nan, math.nan, math.nan)
+        """Round trips (µs) between the cores before and after the run, and on one core."""
 
     def alternate(
         self,
@@ -433,8 +448,9 @@ class Bench:
     def failover(self, kind: str) -> Callable[[Endpoint], None]:
         def step(endpoint: Endpoint) -> None:
             s = self.samples[endpoint.key]
-            # Direct: a call straight to the fallback. Proxies: the failover route.
-            model = MODEL if endpoint.key == "direct" else "bench-failover"
+            # Direct (and through the relay): a call straight to the fallback. Proxies: the
+            # failover route.
+            model = MODEL if endpoint.key in ("direct", RELAY) else "bench-failover"
             before = self.primary_requests()
             run = self.vegeta.attack(
                 endpoint.chat(model), workers=1, count=self.plan.failover_requests
@@ -488,11 +504,13 @@ class Bench:
         `out` (the raw collapsed stacks stay in `workdir`, which is temporary)."""
         py_spy = Path(PYTHON).parent / "py-spy"
         if not py_spy.exists():
-            print("--profile needs py-spy: .venv/bin/pip install py-spy", file=sys.stderr)
+            print(
+                "--profile needs py-spy: make bench installs it (the bench extra)", file=sys.stderr
+            )
             return []
         written = []
         for endpoint in self.endpoints:
-            if endpoint.child is None or endpoint.key == "litellm":
+            if endpoint.child is None or endpoint.key in ("litellm", RELAY):
                 continue
             raw = workdir / f"{stem}-profile-{endpoint.key}.collapsed"
             seconds = self.plan.sat_seconds
@@ -670,6 +688,36 @@ def rows(bench: Bench) -> list[Row]:
     return out
 
 
+FLOOR_FIGURES: list[tuple[str, Callable[[Samples], float], bool]] = [
+    ("c=1 added latency p50", lambda x: p(x.c1, 50), True),
+    ("c=1 added latency p99", lambda x: p(x.c1, 99), True),
+    ("1000 req/s added latency p99", lambda x: p(x.open.get(1000, []), 99), True),
+    ("stream added TTFT p50", lambda x: p(x.ttft, 50), False),
+    ("failover after 500: added p50", lambda x: p(x.failover.get("500", []), 50), False),
+]
+"""Figures shown beside the byte relay's: (name, figure, measured for every configuration)."""
+
+
+def floor_table(bench: Bench) -> list[str]:
+    """What the byte relay adds (the machine's floor for a proxy) and what each sidecar
+    configuration adds beyond it, in ms."""
+    s = bench.samples
+    if RELAY not in s:
+        return []
+    direct, relay = s["direct"], s[RELAY]
+    keys = [e.key for e in bench.endpoints if e.key in SIDECAR_CONFIGS]
+    head = ["Figure (ms)", "byte relay", *(f"`{k}`" for k in keys)]
+    head += [f"`{k}` beyond relay" for k in keys]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, get, every in FLOOR_FIGURES:
+        base = get(direct)
+        floor = get(relay) - base
+        added = [get(s[k]) - base if every or k in MAIN_CONFIGS else math.nan for k in keys]
+        cells = [name, number(floor), *map(number, added), *(number(a - floor) for a in added)]
+        lines.append("| " + " | ".join(c if c != "nan" else "-" for c in cells) + " |")
+    return lines
+
+
 def report(
     bench: Bench, versions: dict[str, str], started: datetime, took: float, foreign: float
 ) -> str:
@@ -681,7 +729,11 @@ def report(
         f"{versions['uvloop']}; LiteLLM {versions['litellm']} (Python {versions['py_litellm']}); "
         f"vegeta {versions['vegeta']}; redis-server {versions['redis']}. The run took "
         f"{took:.0f} s; other work on the machine used {foreign:.0f} % of a core on average "
-        "meanwhile (CPU time of processes not started by the benchmark).",
+        "meanwhile (CPU time of processes not started by the benchmark). Waking the other "
+        f"core: a one-byte round trip between cores {PROXY_CORE} and {LOAD_CORE} took "
+        f"{bench.wake_us[0]:.0f} µs before the run and {bench.wake_us[1]:.0f} µs after "
+        f"(on one core: {bench.wake_us[2]:.0f} µs); every proxy hop that crosses cores "
+        "pays about half of it.",
         "",
         "Targets, alternated round by round: **Direct** = the client straight to the mock "
         "provider (`switchboard mock-provider`, 0 ms added latency); **Sidecar** = "
@@ -709,6 +761,16 @@ def report(
         "left out. Failover: direct = a call straight to the fallback model.",
         "",
         *table(rows(bench)),
+        "",
+        "## The machine's floor",
+        "",
+        "A byte relay (`bench/relay.py`: uvloop, one upstream connection per client "
+        "connection, bytes copied as they come, no HTTP parsing) on the proxy core, measured in "
+        "the same rounds: what any proxy pays on this machine for its two extra hops before "
+        "doing any work. Added latency in ms, as above; *beyond relay* = the sidecar's added "
+        "latency minus the relay's.",
+        "",
+        *floor_table(bench),
         "",
         *evidence(bench),
     ]
@@ -812,8 +874,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         mock_child = Child("mock", pinned([*mock_argv, "--api-key", MOCK_KEY], LOAD_CORE))
         mock_port = port_of(stack.enter_context(running(mock_child, READY_MOCK)), READY_MOCK)
         mock = f"http://127.0.0.1:{mock_port}"
+        relay_argv = [
+            PYTHON,
+            str(ROOT / "bench" / "relay.py"),
+            "--upstream",
+            f"127.0.0.1:{mock_port}",
+        ]
+        relay_child = Child(RELAY, pinned(relay_argv, PROXY_CORE))
+        relay_port = port_of(stack.enter_context(running(relay_child, READY_RELAY)), READY_RELAY)
+        mock_auth = {"Authorization": f"Bearer {MOCK_KEY}"}
         endpoints = [
-            Endpoint("direct", "direct", mock + "/v1", {"Authorization": f"Bearer {MOCK_KEY}"}),
+            Endpoint("direct", "direct", mock + "/v1", mock_auth),
+            Endpoint(
+                RELAY, "byte relay", f"http://127.0.0.1:{relay_port}/v1", mock_auth, relay_child
+            ),
             *(
                 start_sidecar(
                     stack,
@@ -842,6 +916,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 endpoint.idle_rss = rss_mb(endpoint.child.pid)
         children = [redis_child, sink_child, mock_child, *(e.child for e in endpoints if e.child)]
         bench = Bench(plan, vegeta, mock, endpoints, children)
+        wake_before = wake_round_trip_us(PROXY_CORE, LOAD_CORE)
         measured, busy_before = time.perf_counter(), busy_seconds()
         ours_before = own_cpu([c.pid for c in children])
         bench.run()
@@ -849,6 +924,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ours = own_cpu([c.pid for c in children]) - ours_before
         foreign = busy_seconds() - busy_before - ours
         foreign = 100 * max(0.0, foreign) / (time.perf_counter() - measured)
+        bench.wake_us = (
+            wake_before,
+            wake_round_trip_us(PROXY_CORE, LOAD_CORE),
+            wake_round_trip_us(LOAD_CORE, LOAD_CORE),
+        )
         took = time.perf_counter() - began
         text = report(bench, versions(vegeta, litellm_bin), started, took, foreign)
         text += f"- OTLP sink received {spans}\n"
