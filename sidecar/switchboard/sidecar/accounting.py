@@ -9,8 +9,8 @@ attributes of spans. The prices and decisions come from the core; this module ap
 from __future__ import annotations
 
 import math
+import secrets
 import time
-import uuid
 from decimal import Decimal
 
 from opentelemetry import trace
@@ -38,7 +38,7 @@ async def charge(
     release(call, deps)
     await deps.ledger.record(
         SpendRecord(
-            id=uuid.uuid4().hex,
+            id=secrets.token_hex(16),
             at=at,
             namespace=deps.identity.namespace,
             feature=call.facts.feature,
@@ -106,12 +106,21 @@ def count(call: Call, provider: str, model: str, status: int, deps: Deps) -> Non
     ).inc()
 
 
-def usage_attributes(span: trace.Span, usage: Usage | None, response_model: str | None) -> None:
+def usage_attributes(
+    span: trace.Span,
+    usage: Usage | None,
+    response_model: str | None,
+    extra: dict[str, str] | None = None,
+) -> None:
+    """The response model and token counts (and `extra`) on `span`, in one call."""
+    values: dict[str, str | int] = dict(extra) if extra else {}
     if response_model:
-        span.set_attribute(spans.RESPONSE_MODEL, response_model)
+        values[spans.RESPONSE_MODEL] = response_model
     if usage is not None:
-        span.set_attribute(spans.INPUT_TOKENS, usage.input_tokens)
-        span.set_attribute(spans.OUTPUT_TOKENS, usage.output_tokens)
+        values[spans.INPUT_TOKENS] = usage.input_tokens
+        values[spans.OUTPUT_TOKENS] = usage.output_tokens
+    if values:
+        span.set_attributes(values)
 
 
 def capture_output(call: Call, text: str, finish_reason: str | None) -> None:

@@ -68,9 +68,10 @@ def upstream_answer(
             deps.clock.monotonic() + ttl,
         )
         deps.cache.put(call.route.name, key, entry, call.route.spec.cache.max_entries)
-    usage_attributes(call.span, answer.result.usage, answer.result.response_model)
-    capture_output(call, answer.result.text, answer.result.finish_reason)
-    call.span.set_attribute(spans.PROVIDER, model.provider.name)
+    result = answer.result
+    provider = {spans.PROVIDER: model.provider.name}
+    usage_attributes(call.span, result.usage, result.response_model, provider)
+    capture_output(call, result.text, result.finish_reason)
     count(call, model.provider.name, model.name, 200, deps)
     headers = response_headers(call, model.provider.name, model.name, cache_state, call.spent, deps)
     return web.Response(body=answer.raw, content_type="application/json", headers=headers)

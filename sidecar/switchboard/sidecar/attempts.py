@@ -141,11 +141,12 @@ async def _exchange(call: Call, model: ModelRuntime, payload: bytes, upstream: U
             opened = OpenStream(response, parser, first, parsed)
             response = None  # ownership passes to the caller
             return opened
-        async with asyncio.timeout(provider.timeout):
-            async with asyncio.timeout(provider.first_byte_timeout):
-                response = await upstream.post(
-                    provider, PATHS[call.endpoint], payload, stream=False
-                )
+        # One timer: the first-byte deadline, then the whole answer's.
+        begun = asyncio.get_running_loop().time()
+        first_byte = begun + min(provider.first_byte_timeout, provider.timeout)
+        async with asyncio.timeout_at(first_byte) as deadline:
+            response = await upstream.post(provider, PATHS[call.endpoint], payload, stream=False)
+            deadline.reschedule(begun + provider.timeout)
             data = await response.read()
         if response.status != 200:
             return oai.classify_error(response.status, response.headers, data, time.time())

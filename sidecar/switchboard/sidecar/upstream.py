@@ -39,9 +39,7 @@ class Upstream:
         if provider.api_key is not None:
             headers["Authorization"] = f"Bearer {provider.api_key.value}"
         timeout = aiohttp.ClientTimeout(
-            total=None,
-            sock_connect=provider.connect_timeout,
-            sock_read=provider.timeout,
+            total=None, sock_connect=provider.connect_timeout, sock_read=provider.timeout
         )
         return await self._session(provider).post(
             provider.base_url + path, data=body, headers=headers, timeout=timeout
