@@ -151,7 +151,9 @@ async def test_pico_part_carries_into_dollars_and_finer_costs_round_half_even(
     await ledger.flush()
     window = window_of("daily", AT)
     fields = server.client().hgetall(window_key("switchboard", NS, FEATURE, window))
-    assert (fields["total:usd"], fields["total:pico_usd"]) == ("1", "300000000002")
+    slice_ = "model:growth/openai/gpt-4o"
+    assert (fields[f"{slice_}:usd"], fields[f"{slice_}:pico_usd"]) == ("1", "300000000002")
+    assert not any(name.startswith("total:") for name in fields)
     assert (await ledger.totals(NS, FEATURE, window)).total.cost == Decimal("1.300000000002")
 
 

@@ -13,8 +13,12 @@ The braces are a Redis Cluster hash tag: all keys one record touches share a slo
 script is legal on a cluster. A feature name may hold any character: the key ends with the
 window label, which has exactly one colon, so it is never ambiguous.
 
-Hash fields are `<slice>:<counter>`; the slice is `total` or `model:<team>/<provider>/<model>`
-(a model id may hold colons, so a field is split at its last colon), and the counters are:
+Hash fields are `model:<team>/<provider>/<model>:<counter>` (a model id may hold colons, so a
+field is split at its last colon). A window's total is the sum of its model slices, added up
+when it is read: each record then costs the script half the HINCRBYs (Redis is single-threaded
+and every priced call of the cluster goes through it), and reads, which the budget refresh makes
+in the background, fetch the whole hash anyway. Fields of any other slice (a `total:` slice
+that early versions wrote as well) are ignored. The counters are:
 
     usd, pico_usd   the cost: whole dollars, plus the rest in pico-dollars (10^-12 USD), which
                     the script keeps in [0, 10^12) by carrying into `usd`
@@ -46,7 +50,6 @@ RECORD_TTL_SECONDS = 35 * 24 * 3600
 WINDOW_RETENTION = timedelta(days=90)
 """How long a window's totals are kept after the window ends."""
 
-TOTAL_SLICE = "total"
 MODEL_SLICE_PREFIX = "model:"
 COUNTERS = ("usd", "pico_usd", "input_tokens", "output_tokens", "cached_input_tokens", "requests")
 
@@ -90,19 +93,17 @@ if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
   return 0
 end
 local counters = {'input_tokens', 'output_tokens', 'cached_input_tokens', 'requests'}
-local slices = {'total', ARGV[5]}
+local slice = ARGV[5]
 for w = 2, 4 do
   local key = KEYS[w]
-  for _, slice in ipairs(slices) do
-    redis.call('HINCRBY', key, slice .. ':usd', ARGV[6])
-    local pico = redis.call('HINCRBY', key, slice .. ':pico_usd', ARGV[7])
-    if pico >= 1000000000000 then
-      redis.call('HINCRBY', key, slice .. ':pico_usd', '-1000000000000')
-      redis.call('HINCRBY', key, slice .. ':usd', '1')
-    end
-    for i, counter in ipairs(counters) do
-      redis.call('HINCRBY', key, slice .. ':' .. counter, ARGV[7 + i])
-    end
+  redis.call('HINCRBY', key, slice .. ':usd', ARGV[6])
+  local pico = redis.call('HINCRBY', key, slice .. ':pico_usd', ARGV[7])
+  if pico >= 1000000000000 then
+    redis.call('HINCRBY', key, slice .. ':pico_usd', '-1000000000000')
+    redis.call('HINCRBY', key, slice .. ':usd', '1')
+  end
+  for i, counter in ipairs(counters) do
+    redis.call('HINCRBY', key, slice .. ':' .. counter, ARGV[7 + i])
   end
   redis.call('EXPIREAT', key, ARGV[w])
 end
@@ -165,16 +166,15 @@ def _totals(counters: Mapping[str, int]) -> Totals:
 
 
 def window_totals(fields: Mapping[str, str]) -> WindowTotals:
-    """A window hash (HGETALL) read back; fields this version does not know are ignored."""
+    """A window hash (HGETALL) read back: its model slices, and their sum as the total.
+    Fields this version does not know are ignored."""
     slices: dict[str, dict[str, int]] = {}
+    whole: dict[str, int] = {}
     for field_name, value in fields.items():
         slice_name, _, counter = field_name.rpartition(":")
-        if counter in COUNTERS and slice_name:
-            slices.setdefault(slice_name, {})[counter] = int(value)
-    total = _totals(slices.pop(TOTAL_SLICE, {}))
-    by_model = {
-        name.removeprefix(MODEL_SLICE_PREFIX): _totals(counters)
-        for name, counters in sorted(slices.items())
-        if name.startswith(MODEL_SLICE_PREFIX)
-    }
-    return WindowTotals(total, by_model)
+        if counter in COUNTERS and slice_name.startswith(MODEL_SLICE_PREFIX):
+            name = slice_name.removeprefix(MODEL_SLICE_PREFIX)
+            slices.setdefault(name, {})[counter] = int(value)
+            whole[counter] = whole.get(counter, 0) + int(value)
+    by_model = {name: _totals(counters) for name, counters in sorted(slices.items())}
+    return WindowTotals(_totals(whole), by_model)

@@ -10,7 +10,8 @@ is answered without a round trip to Redis. The applier takes everything recorded
 batch (renaming the outbox file, `Outbox.rotate`) and applies it in one pipelined round trip,
 so that under load many records share a round trip; the records of a batch are kept in memory
 beside their file, so that it is read back only after a crash or an outage. Redis sees a record
-a fraction of a millisecond after the answer, or a round trip later under load.
+a couple of milliseconds after the answer (`APPLY_LINGER_SECONDS`, so that records of the same
+moment share a batch), or a round trip later under load.
 
 When Redis is unreachable or fails, the batch stays in the outbox, which is fsync'd, and until a
 replay finds Redis again the applier only fsyncs what arrives, so an outage costs one failed
@@ -54,6 +55,10 @@ POOL_WAIT_SECONDS = 1.0
 CLOSE_TIMEOUT_SECONDS = 10.0
 """Bound on the replay at shutdown; what it leaves stays in the outbox for the next start."""
 REPLAY_BATCH = 500
+APPLY_LINGER_SECONDS = 0.002
+"""How long the applier waits after a record arrives before it takes a batch: under load the
+records of that moment share one round trip (and one rename of the outbox file) instead of
+each paying for its own; the answers never wait for it."""
 REDIS_TROUBLE = (RedisError, OSError, TimeoutError)
 """What "Redis is unreachable or failed" looks like: the record goes to the outbox."""
 
@@ -79,6 +84,7 @@ class RedisLedger:
         *,
         replay_interval: float = 1.0,
         key_prefix: str = "switchboard",
+        linger: float = APPLY_LINGER_SECONDS,
     ) -> None:
         # No retries: a failed call costs one timeout at most, then records go to the outbox
         # until the replay task finds Redis again. (A pooled connection that Redis closed is
@@ -99,6 +105,7 @@ class RedisLedger:
         self._outbox = Outbox(outbox)
         self._prefix = key_prefix
         self._replay_interval = replay_interval
+        self._linger = linger
         self._down = False
         self._closed = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -215,6 +222,7 @@ class RedisLedger:
     async def _apply_forever(self) -> None:
         while not self._closed:
             await self._wake.wait()
+            await asyncio.sleep(self._linger)  # let the records of requests nearby join in
             self._wake.clear()
             await self._apply_pending()
 

@@ -127,23 +127,27 @@ def test_window_key_keeps_a_feature_name_with_colons_unambiguous() -> None:
 # reading a window hash back
 
 
-def test_window_totals_reads_total_and_model_slices_split_at_the_last_colon() -> None:
+def test_window_totals_sums_the_model_slices_split_at_the_last_colon() -> None:
     fields = {
-        "total:usd": "3",
-        "total:pico_usd": "250000000000",
-        "total:input_tokens": "10",
-        "total:output_tokens": "20",
-        "total:cached_input_tokens": "5",
-        "total:requests": "2",
         "model:growth/openai/ft:gpt-4o:acme:usd": "3",
-        "model:growth/openai/ft:gpt-4o:acme:pico_usd": "250000000000",
+        "model:growth/openai/ft:gpt-4o:acme:pico_usd": "750000000000",
         "model:growth/openai/ft:gpt-4o:acme:requests": "2",
-        "total:some_future_counter": "7",
+        "model:growth/openai/ft:gpt-4o:acme:input_tokens": "10",
+        "model:core/mistral/small:usd": "0",
+        "model:core/mistral/small:pico_usd": "500000000001",
+        "model:core/mistral/small:requests": "1",
+        "model:core/mistral/small:output_tokens": "20",
+        "model:core/mistral/small:cached_input_tokens": "5",
+        "model:core/mistral/small:some_future_counter": "7",
+        "total:usd": "99",  # a slice this version does not write is not read either
         "stray": "1",
     }
     assert window_totals(fields) == WindowTotals(
-        Totals(Decimal("3.25"), 2, Usage(10, 20, 5)),
-        {"growth/openai/ft:gpt-4o:acme": Totals(Decimal("3.25"), 2, Usage())},
+        Totals(Decimal("4.250000000001"), 3, Usage(10, 20, 5)),
+        {
+            "core/mistral/small": Totals(Decimal("0.500000000001"), 1, Usage(0, 20, 5)),
+            "growth/openai/ft:gpt-4o:acme": Totals(Decimal("3.75"), 2, Usage(10, 0, 0)),
+        },
     )
 
 
