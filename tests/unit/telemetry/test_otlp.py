@@ -6,9 +6,11 @@ import pytest
 
 from switchboard.telemetry.otlp import (
     DEFAULT_ENDPOINT,
+    GIL_YIELD_SECONDS,
     ExporterConfigError,
     ExportSettings,
     OTLPSpanExporter,
+    Pacer,
     export_settings,
     parse_headers,
     retry_delay,
@@ -143,3 +145,18 @@ def test_provider_from_env_with_an_unusable_endpoint_is_none_and_says_why(
 ) -> None:
     assert tracer_provider_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"}) is None
     assert "tracing disabled: OTLP traces endpoint must be an http:// or https://" in caplog.text
+
+
+def test_pacer_sleeps_so_that_the_work_takes_its_share_of_the_core() -> None:
+    now = [10.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    pace = Pacer(0.25, clock=lambda: now[0], sleep=sleep)
+    for worked in (0.001, 0.0004, 0.0):
+        now[0] += worked
+        pace()
+    assert slept == [pytest.approx(0.003), pytest.approx(0.0012), GIL_YIELD_SECONDS]
