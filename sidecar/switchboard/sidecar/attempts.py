@@ -133,12 +133,12 @@ async def _exchange(call: Call, model: ModelRuntime, payload: bytes, upstream: U
                     data = await response.read()
                     return oai.classify_error(response.status, response.headers, data, time.time())
                 try:
-                    first, parsed = await _first_events(response, parser)
+                    first, parsed, rest = await _first_events(response, parser)
                 except oai.UpstreamProtocolError as exc:
                     return oai.UpstreamError("bad_response", 200, True, None, str(exc)[:200])
             if not first:
                 return oai.UpstreamError("connect", 200, True, None, "stream ended before data")
-            opened = OpenStream(response, parser, first, parsed)
+            opened = OpenStream(response, parser, first, parsed, rest)
             response = None  # ownership passes to the caller
             return opened
         # One timer: the first-byte deadline, then the whole answer's.
@@ -166,28 +166,37 @@ async def _exchange(call: Call, model: ModelRuntime, payload: bytes, upstream: U
 
 async def _first_events(
     response: aiohttp.ClientResponse, parser: SSEParser
-) -> tuple[list[SSEEvent], list[oai.StreamChunk | None]]:
-    """Read until at least one data event arrived; ([], []) when the stream ended first.
+) -> tuple[list[SSEEvent], list[oai.StreamChunk | None], bytes]:
+    """Read until at least one data event arrived; ([], [], b"") when the stream ended first.
 
     The events are checked (parsed) in order up to the first one that carries output text, or
     all of them when none does: bad JSON there fails over, since nothing reached the client
-    yet. The parsed chunks come back beside the events, so that the relay does not parse them
-    again and can send the client everything up to the first token before it looks at the
-    rest of the read (a provider may send a whole answer in one burst).
+    yet. A read is fed to the parser one event at a time until that token, and what follows it
+    comes back unfed: a provider may send a whole answer in one burst, and the client should
+    get its first token without waiting for the rest of the burst to be framed and parsed. The
+    parsed chunks come back beside the events, so that the relay does not parse them again.
     """
     events: list[SSEEvent] = []
-    while not any(e.data is not None for e in events):
+    parsed: list[oai.StreamChunk | None] = []
+    while True:
         chunk = await response.content.readany()
         if not chunk:
-            return [], []
-        events += parser.feed(chunk)
-    parsed: list[oai.StreamChunk | None] = []
-    for event in events:
-        if event.data is None or event.data == b"[DONE]":
-            parsed.append(None)
-            continue
-        checked = oai.parse_stream_event(event.data)
-        parsed.append(checked)
-        if checked.text:
-            break
-    return events, parsed
+            return [], [], b""
+        at = 0
+        while at < len(chunk):
+            cut = chunk.find(b"\n\n", at)  # (a stream with \r line ends is fed whole)
+            end = len(chunk) if cut < 0 else cut + 2
+            fed = parser.feed(chunk[at:end])
+            at = end
+            for index, event in enumerate(fed):
+                events.append(event)
+                if event.data is None or event.data == b"[DONE]":
+                    parsed.append(None)
+                    continue
+                checked = oai.parse_stream_event(event.data)
+                parsed.append(checked)
+                if checked.text:
+                    events += fed[index + 1 :]
+                    return events, parsed, chunk[at:]
+        if any(e.data is not None for e in events):
+            return events, parsed, b""

@@ -68,6 +68,8 @@ class OpenStream:
     parsed: list[oai.StreamChunk | None]
     """The data of `first`'s events up to the first token, parsed when they were checked (None
     for an event without data); the relay parses the rest as it sends it."""
+    rest: bytes = b""
+    """What the first read held after the first token, not fed to `parser` yet."""
 
 
 Outcome = Answer | OpenStream | oai.UpstreamError

@@ -60,7 +60,10 @@ async def _drain(
     try:
         checked = len(opened.parsed)
         await sink(relay(opened.first[:checked], tally, opened.parsed))
-        await sink(relay(opened.first[checked:], tally))
+        later = opened.first[checked:]
+        if opened.rest:
+            later += opened.parser.feed(opened.rest)
+        await sink(relay(later, tally))
         while not tally.done and not tally.invalid:
             chunk = await opened.response.content.readany()
             if not chunk:
