@@ -295,7 +295,15 @@ def create_mock_app(
     app.router.add_get("/_mock/requests", get_requests)
     app.router.add_post("/_mock/reset", reset)
     app.router.add_get("/healthz", healthz)
+    app.on_response_prepare.append(_affinity_cookie)
     return app
+
+
+async def _affinity_cookie(request: web.Request, response: web.StreamResponse) -> None:
+    """Every API answer sets a cookie, as real providers' edge proxies do (Cloudflare's
+    `__cf_bm`): a proxy must not send it back with other users' requests."""
+    if request.path.startswith("/v1/"):
+        response.headers.add("Set-Cookie", f"mock_affinity={request.app[STATE].requests}; Path=/")
 
 
 # ---- process ---------------------------------------------------------------------------------

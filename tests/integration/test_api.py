@@ -44,7 +44,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     ):
         doc = policy(
             providers=[
-                {"name": "openai", "baseURL": openai_mock.url, "apiKey": {"env": "TEST_OAI_KEY"}},
+                {
+                    # A host name, not an IP: an HTTP client's cookie jar takes cookies from it.
+                    "name": "openai",
+                    "baseURL": openai_mock.url.replace("127.0.0.1", "localhost"),
+                    "apiKey": {"env": "TEST_OAI_KEY"},
+                },
                 {
                     "name": "locked",
                     "baseURL": locked_mock.url,
@@ -129,6 +134,17 @@ def test_upstream_gets_the_policy_key_and_the_provider_model(stack: Stack) -> No
     assert sent["path"] == "/v1/chat/completions"
     assert sent["headers"]["authorization"] == f"Bearer {OPENAI_KEY}"
     assert sent["body"]["model"] == "gpt-4o-mini"
+
+
+def test_a_cookie_a_provider_sets_is_never_sent_back_with_later_requests(stack: Stack) -> None:
+    # Providers' edge proxies set cookies; the sidecar carries every user's requests, so one
+    # answer's cookie must not ride along with the next request (nor reach the application).
+    first = stack.client.chat.completions.with_raw_response.create(model="gpt-4.1", messages=HELLO)
+    stack.client.chat.completions.create(model="gpt-4.1", messages=HELLO)
+
+    sent = stack.openai_mock.requests()[-2:]
+    assert [r["headers"].get("cookie") for r in sent] == [None, None]
+    assert "set-cookie" not in first.headers
 
 
 def test_stream_reassembles_and_hides_the_usage_chunk_from_a_client_that_did_not_ask(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
+from yarl import URL
 
 from switchboard.config.runtime import ProviderRuntime
 from switchboard.providers.openai_compat import UpstreamError
@@ -16,6 +17,7 @@ class Upstream:
 
     def __init__(self) -> None:
         self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._urls: dict[tuple[str, str], URL] = {}
 
     def _session(self, provider: ProviderRuntime) -> aiohttp.ClientSession:
         session = self._sessions.get(provider.base_url)
@@ -23,8 +25,13 @@ class Upstream:
             connector = aiohttp.TCPConnector(
                 limit=0, ttl_dns_cache=300, keepalive_timeout=60, enable_cleanup_closed=True
             )
+            # No cookie jar: the requests of every user of the application share this session,
+            # and a cookie one answer sets must not ride along with another user's request.
             session = aiohttp.ClientSession(
-                connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",)
+                connector=connector,
+                auto_decompress=True,
+                skip_auto_headers=("User-Agent",),
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
             self._sessions[provider.base_url] = session
         return session
@@ -41,9 +48,10 @@ class Upstream:
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=provider.connect_timeout, sock_read=provider.timeout
         )
-        return await self._session(provider).post(
-            provider.base_url + path, data=body, headers=headers, timeout=timeout
-        )
+        url = self._urls.get((provider.base_url, path))
+        if url is None:  # parsed once: yarl's parse showed in the profile of a busy sidecar
+            url = self._urls[(provider.base_url, path)] = URL(provider.base_url + path)
+        return await self._session(provider).post(url, data=body, headers=headers, timeout=timeout)
 
     async def close(self) -> None:
         for session in self._sessions.values():
