@@ -190,6 +190,19 @@ def stack(running: Stack) -> Stack:
     return running
 
 
+def stream_until_error(stack: Stack, case: str, error: str) -> tuple[str, Mapping[str, str]]:
+    """Stream a chat of `case` that must end in an API error matching `error`: the text that
+    arrived before it, and the response headers."""
+    stream = stack.client.chat.completions.create(
+        model="any", messages=HELLO, stream=True, extra_headers=case_headers(case)
+    )
+    received: list[str] = []
+    with pytest.raises(openai.APIError, match=error):
+        for chunk in stream:
+            received += [c.delta.content or "" for c in chunk.choices]
+    return "".join(received), stream.response.headers
+
+
 def requests_for(mock: MockProvider, model_name: str) -> int:
     """How many requests `mock` received for `model_name`."""
     stats = mock.stats()["by_model"].get(model_name)
@@ -305,14 +318,8 @@ def test_stream_cut_before_the_first_byte_fails_over(stack: Stack) -> None:
 
 def test_stream_cut_after_the_first_byte_ends_in_an_error_and_is_priced(stack: Stack) -> None:
     stack.primary.set_faults({"fault": "cut_after", "model": "p-cuta", "after_chunks": 3})
-    stream = stack.client.chat.completions.create(
-        model="any", messages=HELLO, stream=True, extra_headers=case_headers("cuta")
-    )
-    received: list[str] = []
-    with pytest.raises(openai.APIError, match="upstream stream broke"):
-        for chunk in stream:
-            received += [c.delta.content or "" for c in chunk.choices]
-    assert "".join(received) == "tok " * 3
+    text, _ = stream_until_error(stack, "cuta", "upstream stream broke")
+    assert text == "tok " * 3
 
     body = {"model": "any", "messages": HELLO, "stream": True}
     reply = post_json(stack.sidecar.base, "/v1/chat/completions", body, case_headers("cuta"))
@@ -383,16 +390,10 @@ def test_invalid_json_after_the_first_token_ends_the_stream_in_an_error(stack: S
     # event ends a stream that has already begun, with an explicit error and the delivered cost.
     rule = {"fault": "bad_json", "model": "p-badlate", "after_chunks": 2}
     stack.primary.set_faults(rule)
-    stream = stack.client.chat.completions.create(
-        model="any", messages=HELLO, stream=True, extra_headers=case_headers("badlate")
-    )
-    received: list[str] = []
-    with pytest.raises(openai.APIError, match="invalid stream event"):
-        for chunk in stream:
-            received += [c.delta.content or "" for c in chunk.choices]
+    text, headers = stream_until_error(stack, "badlate", "invalid stream event")
 
-    assert "".join(received) == "tok " * 2
-    assert stream.response.headers["x-switchboard-model"] == "p-badlate"
+    assert text == "tok " * 2
+    assert headers["x-switchboard-model"] == "p-badlate"
     assert requests_for(stack.backup, "b-badlate") == 0
     kind = "stream_cut"
     assert stack.metric("switchboard_upstream_errors_total", model="p-badlate", kind=kind) == 1

@@ -152,6 +152,23 @@ def test_redis_outage_mid_traffic_loses_nothing_and_counts_nothing_twice(
     assert ledger_total(redis_server.url, tmp_path) == sum(costs)
 
 
+def assert_ledger_settles_at(
+    expected: Decimal,
+    sidecar: Sidecar,
+    redis_server: RedisServer,
+    mock: MockProvider,
+    tmp_path: Path,
+) -> None:
+    """The ledger reaches `expected` (the sidecar replays what an earlier one left in the
+    outbox), stays there once the sidecar has stopped, and equals what the mock billed."""
+    settled = asyncio.run(
+        _wait_for(lambda: ledger_total(redis_server.url, tmp_path) == expected, 15.0)
+    )
+    assert settled, (ledger_total(redis_server.url, tmp_path), expected)
+    sidecar.stop()
+    assert ledger_total(redis_server.url, tmp_path) == expected == billed(mock)
+
+
 async def _wait_for(condition: Any, seconds: float) -> bool:
     loop = asyncio.get_running_loop()
     end = loop.time() + seconds
@@ -226,12 +243,7 @@ def test_sigkill_loses_no_record_of_a_served_request(
     redis_server.start()
     # A new sidecar on the same outbox (the pod's emptyDir survives a container restart).
     second = sidecars(args=args, config=first.config)  # type: ignore[attr-defined]
-    replayed = asyncio.run(
-        _wait_for(lambda: ledger_total(redis_server.url, tmp_path) == sum(costs), 15.0)
-    )
-    assert replayed, (ledger_total(redis_server.url, tmp_path), sum(costs))
-    second.stop()
-    assert ledger_total(redis_server.url, tmp_path) == sum(costs) == billed(mock)
+    assert_ledger_settles_at(sum(costs), second, redis_server, mock, tmp_path)
 
 
 def test_answers_never_wait_for_redis_and_sigkill_then_loses_no_record(
@@ -256,9 +268,4 @@ def test_answers_never_wait_for_redis_and_sigkill_then_loses_no_record(
         client.client_unpause()
     assert ledger_total(redis_server.url, tmp_path) < sum(costs)
     second = sidecars(args=args, config=first.config)  # type: ignore[attr-defined]
-    replayed = asyncio.run(
-        _wait_for(lambda: ledger_total(redis_server.url, tmp_path) == sum(costs), 15.0)
-    )
-    assert replayed, (ledger_total(redis_server.url, tmp_path), sum(costs))
-    second.stop()
-    assert ledger_total(redis_server.url, tmp_path) == sum(costs) == billed(mock)
+    assert_ledger_settles_at(sum(costs), second, redis_server, mock, tmp_path)
