@@ -23,6 +23,7 @@ IDLE = (
     "uv_run",
     "epoll_wait",
     "Condition.wait (threading.py",
+    "Pacer.__call__ (",  # the span exporter sleeping between slices, without the GIL
 )
 
 
