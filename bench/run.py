@@ -702,8 +702,6 @@ def floor_table(bench: Bench) -> list[str]:
     """What the byte relay adds (the machine's floor for a proxy) and what each sidecar
     configuration adds beyond it, in ms."""
     s = bench.samples
-    if RELAY not in s:
-        return []
     direct, relay = s["direct"], s[RELAY]
     keys = [e.key for e in bench.endpoints if e.key in SIDECAR_CONFIGS]
     head = ["Figure (ms)", "byte relay", *(f"`{k}`" for k in keys)]
@@ -714,7 +712,7 @@ def floor_table(bench: Bench) -> list[str]:
         floor = get(relay) - base
         added = [get(s[k]) - base if every or k in MAIN_CONFIGS else math.nan for k in keys]
         cells = [name, number(floor), *map(number, added), *(number(a - floor) for a in added)]
-        lines.append("| " + " | ".join(c if c != "nan" else "-" for c in cells) + " |")
+        lines.append("| " + " | ".join(cells) + " |")  # `number` writes "-" for not measured
     return lines
 
 

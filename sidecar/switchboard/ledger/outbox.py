@@ -89,12 +89,6 @@ class Outbox:
         self.path.rename(self.replaying)
         return True
 
-    def claim(self) -> Path | None:
-        """The file to replay now: `.replaying` if present, else `<outbox>` renamed to it."""
-        if self.replaying.exists() or self.rotate():
-            return self.replaying
-        return None
-
     async def sync(self) -> None:
         """Put both files on disk (records Redis did not take must survive a node crash)."""
         await asyncio.to_thread(self._sync)
@@ -108,7 +102,7 @@ class Outbox:
         _fsync_path(self.path.parent)
 
     def release(self) -> None:
-        """Forget the claimed file: every line of it was applied."""
+        """Forget the `.replaying` file: every line of it was applied."""
         self.replaying.unlink(missing_ok=True)
 
     def reject(self, lines: Sequence[str]) -> None:

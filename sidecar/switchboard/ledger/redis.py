@@ -86,7 +86,6 @@ class RedisLedger:
         *,
         replay_interval: float = 1.0,
         key_prefix: str = "switchboard",
-        linger: float = APPLY_LINGER_SECONDS,
     ) -> None:
         # No retries: a failed call costs one timeout at most, then records go to the outbox
         # until the replay task finds Redis again. (A pooled connection that Redis closed is
@@ -107,7 +106,6 @@ class RedisLedger:
         self._outbox = Outbox(outbox)
         self._prefix = key_prefix
         self._replay_interval = replay_interval
-        self._linger = linger
         self._down = False
         self._closed = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -151,10 +149,7 @@ class RedisLedger:
             log.error("ledger outbox %s cannot be written (%s)", self._outbox.path, exc)
             await self._apply_all([record])
             return
-        if self._down:
-            self._batch_complete = False
-            self._batch.clear()
-        elif self._batch_complete:
+        if self._batch_complete:  # (never while Redis is down: `_went_down` ends the mirror)
             self._batch.append(record)
         self._wake.set()
 
@@ -224,7 +219,7 @@ class RedisLedger:
     async def _apply_forever(self) -> None:
         while not self._closed:
             await self._wake.wait()
-            await asyncio.sleep(self._linger)  # let the records of requests nearby join in
+            await asyncio.sleep(APPLY_LINGER_SECONDS)  # let nearby requests' records join in
             self._wake.clear()
             await self._apply_pending()
 
