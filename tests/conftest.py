@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests check behaviour, not speed: on a fresh clone Hypothesis first builds its
+# Unicode tables (over a second), which its too-slow health check and deadline would count
+# against the first test that draws text.
+settings.register_profile(
+    "switchboard", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("switchboard")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
