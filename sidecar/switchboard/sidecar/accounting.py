@@ -9,7 +9,6 @@ attributes of spans. The prices and decisions come from the core; this module ap
 from __future__ import annotations
 
 import math
-import secrets
 import time
 from decimal import Decimal
 
@@ -18,6 +17,7 @@ from opentelemetry import trace
 from switchboard.api import names
 from switchboard.config.runtime import ModelRuntime
 from switchboard.ledger.base import SpendRecord
+from switchboard.ledger.ids import new_record_id
 from switchboard.pricing.cost import ZERO, Usage, cost_of, format_usd
 from switchboard.sidecar.call import Answer, Call
 from switchboard.sidecar.deps import Deps
@@ -38,7 +38,7 @@ async def charge(
     release(call, deps)
     await deps.ledger.record(
         SpendRecord(
-            id=secrets.token_hex(16),
+            id=new_record_id(),
             at=at,
             namespace=deps.identity.namespace,
             feature=call.facts.feature,
