@@ -24,6 +24,7 @@ IDLE = (
     "epoll_wait",
     "Condition.wait (threading.py",
     "Pacer.__call__ (",  # the span exporter sleeping between slices, without the GIL
+    "concurrent/futures/thread.py",  # a pool thread waiting for work (asyncio.to_thread)
 )
 
 
