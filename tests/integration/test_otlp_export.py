@@ -323,9 +323,9 @@ def test_exporting_loads_neither_requests_nor_protobuf() -> None:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-        from switchboard.telemetry.spans import tracer_provider_from_env
+        from switchboard.telemetry.spans import tracing_from_env
 
-        provider = tracer_provider_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"})
+        tracing = tracing_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"})
         memory = InMemorySpanExporter()
         local = TracerProvider()
         local.add_span_processor(SimpleSpanProcessor(memory))
@@ -336,9 +336,9 @@ def test_exporting_loads_neither_requests_nor_protobuf() -> None:
             if m.split(".")[0] in ("requests", "urllib3", "google")
             or m.startswith(("opentelemetry.proto", "opentelemetry.exporter"))
         ]
-        kind = type(provider).__name__
-        print(json.dumps({"provider": kind, "bytes": len(body), "loaded": loaded}))
-        provider.shutdown()
+        kind = type(tracing).__name__
+        print(json.dumps({"tracing": kind, "bytes": len(body), "loaded": loaded}))
+        tracing.shutdown()
         """
     )
     result = subprocess.run(
@@ -346,6 +346,6 @@ def test_exporting_loads_neither_requests_nor_protobuf() -> None:
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["provider"] == "TracerProvider"
+    assert report["tracing"] == "Tracing"
     assert report["bytes"] > 0
     assert report["loaded"] == []

@@ -1,5 +1,5 @@
 """Spans, metrics and logs of the sidecar, read where they are made: the app runs in this process
-(aiohttp TestServer) with an SDK TracerProvider exporting to memory and a private Prometheus
+(aiohttp TestServer) with the sidecar's tracing exporting to memory and a private Prometheus
 registry; the providers are mock provider processes; the client is the official AsyncOpenAI SDK.
 
 Covered: one SERVER span per request with one CLIENT child per upstream attempt (failover: two,
@@ -25,7 +25,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from openai.types.chat import ChatCompletionMessageParam
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -36,6 +36,7 @@ from switchboard.pricing.catalog import catalog_price
 from switchboard.sidecar.app import SidecarSettings, create_app
 from switchboard.sidecar.reload import ConfigSource
 from switchboard.telemetry.metrics import Metrics
+from switchboard.telemetry.tracing import Tracing
 from tests.support.mock_provider import MockProvider
 from tests.support.sidecar import policy, write_manifests
 from tests.support.wire import price, price_field
@@ -281,8 +282,6 @@ async def start(fresh: Upstreams, echo_server: EchoServer, tmp_path: Path) -> As
             budget(),
         )
         exporter = InMemorySpanExporter()
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
         metrics = Metrics(CollectorRegistry())
         settings = SidecarSettings(
             config_path=path,
@@ -295,7 +294,7 @@ async def start(fresh: Upstreams, echo_server: EchoServer, tmp_path: Path) -> As
         app = create_app(
             settings,
             config_source=ConfigSource(path, ENV, catalog_price),
-            tracer_provider=provider,
+            tracing=Tracing(SimpleSpanProcessor(exporter)),
             metrics=metrics,
         )
         server = TestServer(app)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
-from opentelemetry.sdk.trace import TracerProvider
 
 from switchboard.api import names
 from switchboard.ledger.base import SpendLedger
@@ -29,6 +28,7 @@ from switchboard.sidecar.responsecache import ResponseCache
 from switchboard.sidecar.upstream import Upstream
 from switchboard.telemetry import spans
 from switchboard.telemetry.metrics import Metrics
+from switchboard.telemetry.tracing import Tracing
 
 log = logging.getLogger("switchboard.sidecar")
 GC_THRESHOLDS = (10_000, 20, 20)
@@ -60,7 +60,7 @@ def create_app(
     ledger: SpendLedger | None = None,
     clock: Clock | None = None,
     rng: random.Random | None = None,
-    tracer_provider: TracerProvider | None = None,
+    tracing: Tracing | None = None,
     metrics: Metrics | None = None,
 ) -> web.Application:
     """The sidecar application; raises ConfigError when the initial config is unusable."""
@@ -77,7 +77,7 @@ def create_app(
         identity=Identity(settings.namespace, settings.feature, settings.team),
         upstream=Upstream(),
         metrics=metrics,
-        tracer=spans.tracer_from(tracer_provider),
+        tracer=spans.tracer_from(tracing),
         ledger=ledger,
         cache=ResponseCache(clock.monotonic),
         targets=TargetBook(metrics),
@@ -105,8 +105,8 @@ def create_app(
         await deps.budgets.close()
         await deps.upstream.close()
         await deps.ledger.close()
-        if tracer_provider is not None:
-            tracer_provider.shutdown()
+        if tracing is not None:
+            tracing.shutdown()
 
     app.cleanup_ctx.append(resources)
     return app
@@ -124,9 +124,7 @@ def _metrics_app(main: web.Application) -> web.Application:
 async def serve(settings: SidecarSettings, env: Mapping[str, str]) -> None:
     """Run the sidecar until SIGTERM or SIGINT; in-flight requests get `shutdown_timeout`."""
     source = reload.ConfigSource(settings.config_path, env, catalog_price)
-    app = create_app(
-        settings, config_source=source, tracer_provider=spans.tracer_provider_from_env(env)
-    )
+    app = create_app(settings, config_source=source, tracing=spans.tracing_from_env(env))
     # auto_decompress off: aiohttp's request decompression answers a corrupt gzip/deflate body
     # with a reset connection or a hang; compressed bodies get a 415 from the pipeline instead.
     runner = web.AppRunner(

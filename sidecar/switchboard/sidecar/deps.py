@@ -12,8 +12,6 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from opentelemetry import trace
-
 from switchboard.config.runtime import ModelRuntime, RuntimeConfig
 from switchboard.ledger.base import SpendLedger
 from switchboard.providers import openai_compat as oai
@@ -29,6 +27,7 @@ from switchboard.sidecar.attribution import Identity
 from switchboard.sidecar.budgets import BudgetTracker
 from switchboard.sidecar.responsecache import ResponseCache
 from switchboard.sidecar.upstream import Upstream
+from switchboard.telemetry import spans
 from switchboard.telemetry.metrics import BREAKER_STATE_VALUE, Metrics
 
 
@@ -87,7 +86,7 @@ class Deps:
     identity: Identity
     upstream: Upstream
     metrics: Metrics
-    tracer: trace.Tracer
+    tracer: spans.Tracer
     ledger: SpendLedger
     cache: ResponseCache
     targets: TargetBook

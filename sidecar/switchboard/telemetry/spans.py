@@ -16,9 +16,10 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.propagate import extract
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from opentelemetry.util.types import Attributes
+from opentelemetry.util.types import AttributeValue
+
+from switchboard.telemetry.tracing import NoTracing, Tracing
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +76,10 @@ def _parts(content: object) -> list[dict[str, str]]:
     return parts
 
 
-def tracer_provider_from_env(
+def tracing_from_env(
     env: Mapping[str, str], service_name: str = "switchboard-sidecar"
-) -> TracerProvider | None:
-    """An SDK provider exporting over OTLP/HTTP with batching (OTEL_BSP_*) when OTEL_* asks for
+) -> Tracing | None:
+    """Spans exported over OTLP/HTTP with the SDK's batching (OTEL_BSP_*) when OTEL_* asks for
     it, else None (also when the OTLP settings cannot be used: that is logged)."""
     exporter = env.get("OTEL_TRACES_EXPORTER", "otlp" if _otlp_endpoint(env) else "none")
     if exporter.strip().lower() in ("none", "") or env.get("OTEL_SDK_DISABLED") == "true":
@@ -93,20 +94,19 @@ def tracer_provider_from_env(
         log.error("tracing disabled: %s", exc)
         return None
     resource = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME", service_name)})
-    provider = TracerProvider(resource=resource)
-    provider.add_span_processor(BatchSpanProcessor(span_exporter))
-    return provider
+    return Tracing(BatchSpanProcessor(span_exporter), resource=resource, scope=TRACER_NAME)
 
 
 def _otlp_endpoint(env: Mapping[str, str]) -> str | None:
     return env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
 
 
-def tracer_from(provider: trace.TracerProvider | None) -> trace.Tracer:
-    """The sidecar's tracer; a no-op one when there is no provider."""
-    if provider is None:
-        return trace.NoOpTracer()
-    return provider.get_tracer(TRACER_NAME)
+Tracer = Tracing | NoTracing
+
+
+def tracer_from(tracing: Tracing | None) -> Tracer:
+    """The sidecar's tracer; one that records nothing when no exporter is configured."""
+    return NoTracing() if tracing is None else tracing
 
 
 class started:
@@ -120,17 +120,17 @@ class started:
 
     def __init__(
         self,
-        tracer: trace.Tracer,
+        tracer: Tracer,
         name: str,
         *,
         kind: SpanKind,
-        attributes: Attributes,
+        attributes: Mapping[str, AttributeValue],
         context: Context | None = None,
         parent: trace.Span | None = None,
     ) -> None:
-        if parent is not None:
-            context = trace.set_span_in_context(parent)
-        self.span = tracer.start_span(name, context=context, kind=kind, attributes=attributes)
+        self.span = tracer.start(
+            name, kind=kind, attributes=attributes, parent=parent, context=context
+        )
 
     def __enter__(self) -> trace.Span:
         return self.span
@@ -157,5 +157,5 @@ def incoming_context(headers: Mapping[str, str]) -> Context | None:
 
 
 def default_env() -> Mapping[str, str]:
-    """Edge: the process environment, for `tracer_provider_from_env`."""
+    """Edge: the process environment, for `tracing_from_env`."""
     return os.environ

@@ -15,7 +15,7 @@ from switchboard.telemetry.otlp import (
     parse_headers,
     retry_delay,
 )
-from switchboard.telemetry.spans import tracer_provider_from_env
+from switchboard.telemetry.spans import tracing_from_env
 
 
 def test_settings_default_to_the_local_collector_uncompressed() -> None:
@@ -129,21 +129,21 @@ def test_retry_after_in_seconds_or_as_a_date_wins_over_the_backoff() -> None:
     assert retry_delay(2, "inf", now=0, jitter=1.0) == 4
 
 
-def test_provider_from_env_exports_only_when_asked() -> None:
+def test_tracing_from_env_exports_only_when_asked() -> None:
     endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}
-    assert tracer_provider_from_env({}) is None
-    assert tracer_provider_from_env(endpoint | {"OTEL_TRACES_EXPORTER": "none"}) is None
-    assert tracer_provider_from_env(endpoint | {"OTEL_SDK_DISABLED": "true"}) is None
-    provider = tracer_provider_from_env(endpoint | {"OTEL_SERVICE_NAME": "shop"})
-    assert provider is not None
-    assert provider.resource.attributes["service.name"] == "shop"
-    provider.shutdown()  # nothing was recorded: nothing is sent
+    assert tracing_from_env({}) is None
+    assert tracing_from_env(endpoint | {"OTEL_TRACES_EXPORTER": "none"}) is None
+    assert tracing_from_env(endpoint | {"OTEL_SDK_DISABLED": "true"}) is None
+    tracing = tracing_from_env(endpoint | {"OTEL_SERVICE_NAME": "shop"})
+    assert tracing is not None
+    assert tracing.resource.attributes["service.name"] == "shop"
+    tracing.shutdown()  # nothing was recorded: nothing is sent
 
 
-def test_provider_from_env_with_an_unusable_endpoint_is_none_and_says_why(
+def test_tracing_from_env_with_an_unusable_endpoint_is_none_and_says_why(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    assert tracer_provider_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"}) is None
+    assert tracing_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"}) is None
     assert "tracing disabled: OTLP traces endpoint must be an http:// or https://" in caplog.text
 
 
