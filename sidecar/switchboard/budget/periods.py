@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -17,11 +17,12 @@ class Window:
     period: Period
     start: datetime
     end: datetime
+    label: str = field(init=False, compare=False, repr=False)
+    """Stable name of the window, used in ledger keys: `daily:2026-11-23` (computed once: a
+    request reads it several times)."""
 
-    @property
-    def label(self) -> str:
-        """Stable name of the window, used in ledger keys: `daily:2026-11-23`."""
-        return f"{self.period}:{self.start.date().isoformat()}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "label", f"{self.period}:{self.start.date().isoformat()}")
 
 
 def window_of(period: Period, now: datetime) -> Window:

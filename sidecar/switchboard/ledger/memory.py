@@ -4,17 +4,42 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from decimal import Decimal
 
 from switchboard.budget.periods import PERIODS, Window, window_of
 from switchboard.ledger.base import SpendRecord, Totals, WindowTotals, breakdown_key
+from switchboard.pricing.cost import ZERO, Usage
+
+
+@dataclass(slots=True)
+class _Running:
+    """Spend of one slice (or a whole window), added to in place: a record adds to six of
+    them, and building a new `Totals` and `Usage` for each showed in a busy sidecar's profile."""
+
+    cost: Decimal = ZERO
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+
+    def add(self, cost: Decimal, usage: Usage) -> None:
+        self.cost += cost
+        self.requests += 1
+        self.input_tokens += usage.input_tokens
+        self.output_tokens += usage.output_tokens
+        self.cached_input_tokens += usage.cached_input_tokens
+
+    def totals(self) -> Totals:
+        usage = Usage(self.input_tokens, self.output_tokens, self.cached_input_tokens)
+        return Totals(self.cost, self.requests, usage)
 
 
 @dataclass(slots=True)
 class _Tally:
-    """One window's running totals, updated in place (read back as a `WindowTotals`)."""
+    """One window's running totals (read back as a `WindowTotals`)."""
 
-    total: Totals = field(default_factory=Totals)
-    by_model: dict[str, Totals] = field(default_factory=dict)
+    total: _Running = field(default_factory=_Running)
+    by_model: dict[str, _Running] = field(default_factory=dict)
 
 
 class MemoryLedger:
@@ -50,15 +75,19 @@ class MemoryLedger:
             tally = self._windows.get(key)
             if tally is None:
                 tally = self._windows[key] = _Tally()
-            tally.total = tally.total.plus(cost, usage)
-            by_model = tally.by_model
-            by_model[slice_key] = by_model.get(slice_key, Totals()).plus(cost, usage)
+            tally.total.add(cost, usage)
+            running = tally.by_model.get(slice_key)
+            if running is None:
+                running = tally.by_model[slice_key] = _Running()
+            running.add(cost, usage)
 
     async def totals(self, namespace: str, feature: str, window: Window) -> WindowTotals:
         tally = self._windows.get((namespace, feature, window.label))
         if tally is None:
             return WindowTotals()
-        return WindowTotals(tally.total, dict(tally.by_model))
+        return WindowTotals(
+            tally.total.totals(), {k: v.totals() for k, v in tally.by_model.items()}
+        )
 
     async def close(self) -> None:
         return None

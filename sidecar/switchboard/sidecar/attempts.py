@@ -146,7 +146,8 @@ async def _exchange(call: Call, model: ModelRuntime, payload: bytes, upstream: U
         first_byte = begun + min(provider.first_byte_timeout, provider.timeout)
         async with asyncio.timeout_at(first_byte) as deadline:
             response = await upstream.post(provider, PATHS[call.endpoint], payload, stream=False)
-            deadline.reschedule(begun + provider.timeout)
+            if provider.first_byte_timeout < provider.timeout:  # (by default they are equal)
+                deadline.reschedule(begun + provider.timeout)
             data = await response.read()
         if response.status != 200:
             return oai.classify_error(response.status, response.headers, data, time.time())
