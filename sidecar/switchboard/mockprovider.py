@@ -127,7 +127,9 @@ def _api(answer: Answer, *, has_body: bool = True) -> Handler:
             except orjson.JSONDecodeError:
                 body = None
         headers = {k.lower(): v for k, v in request.headers.items()}
-        state.log.append({"path": request.path, "headers": headers, "body": body})
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        entry = {"path": request.path, "headers": headers, "body": body}
+        state.log.append(entry | {"client_port": peer[1] if peer else None})
         if state.api_key is not None and headers.get("authorization") != f"Bearer {state.api_key}":
             return _fault_error(Rule("401"))
         if has_body and not isinstance(body, dict):

@@ -147,6 +147,19 @@ def test_a_cookie_a_provider_sets_is_never_sent_back_with_later_requests(stack: 
     assert "set-cookie" not in first.headers
 
 
+def test_requests_plain_and_streamed_reuse_one_upstream_connection(stack: Stack) -> None:
+    stack.openai_mock.reset()
+    for stream in (False, True, False, True, False):
+        answer = stack.client.chat.completions.create(
+            model="gpt-4.1", messages=HELLO, max_tokens=3, stream=stream
+        )
+        if stream:
+            list(answer)  # type: ignore[call-overload]
+    ports = {r["client_port"] for r in stack.openai_mock.requests()}
+    assert len(stack.openai_mock.requests()) == 5
+    assert len(ports) == 1 and None not in ports
+
+
 def test_stream_reassembles_and_hides_the_usage_chunk_from_a_client_that_did_not_ask(
     stack: Stack,
 ) -> None:

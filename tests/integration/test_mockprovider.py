@@ -322,7 +322,7 @@ def test_stats_bill_only_answers_that_reached_the_client(
     }
 
 
-def test_requests_log_keeps_lowercase_headers_and_parsed_body(
+def test_requests_log_keeps_lowercase_headers_parsed_body_and_client_port(
     client: openai.OpenAI, mock: MockProvider
 ) -> None:
     client.chat.completions.create(
@@ -337,7 +337,11 @@ def test_requests_log_keeps_lowercase_headers_and_parsed_body(
     assert chat["headers"]["authorization"] == "Bearer sk-test"
     assert chat["headers"]["x-switchboard-feature"] == "demo"
     assert chat["body"]["messages"] == user("x")
-    assert models == {"path": "/v1/models", "headers": models["headers"], "body": None}
+    port = chat["client_port"]
+    assert models == {"path": "/v1/models", "headers": models["headers"], "body": None} | {
+        "client_port": port
+    }
+    assert isinstance(port, int) and port > 0  # one keep-alive connection for both
 
 
 def test_reset_clears_faults_stats_and_requests(client: openai.OpenAI, mock: MockProvider) -> None:

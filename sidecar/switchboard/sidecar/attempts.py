@@ -14,7 +14,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import replace
 
-import aiohttp
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from switchboard.config.runtime import ModelRuntime
@@ -27,7 +26,12 @@ from switchboard.routing.strategies import expected_cost
 from switchboard.sidecar.accounting import release, usage_attributes
 from switchboard.sidecar.call import Answer, Call, OpenStream, Outcome
 from switchboard.sidecar.deps import Deps
-from switchboard.sidecar.upstream import UPSTREAM_FAILURES, Upstream, error_of_exception
+from switchboard.sidecar.upstream import (
+    UPSTREAM_FAILURES,
+    Upstream,
+    UpstreamResponse,
+    error_of_exception,
+)
 from switchboard.telemetry import spans
 from switchboard.telemetry.redact import redact
 
@@ -123,7 +127,7 @@ async def _attempt(call: Call, model: ModelRuntime, deps: Deps) -> Outcome:
 
 async def _exchange(call: Call, model: ModelRuntime, payload: bytes, upstream: Upstream) -> Outcome:
     provider = model.provider
-    response: aiohttp.ClientResponse | None = None
+    response: UpstreamResponse | None = None
     try:
         if call.stream:
             parser = SSEParser()
@@ -166,7 +170,7 @@ async def _exchange(call: Call, model: ModelRuntime, payload: bytes, upstream: U
 
 
 async def _first_events(
-    response: aiohttp.ClientResponse, parser: SSEParser
+    response: UpstreamResponse, parser: SSEParser
 ) -> tuple[list[SSEEvent], list[oai.StreamChunk | None], bytes]:
     """Read until at least one data event arrived; ([], [], b"") when the stream ended first.
 
@@ -180,7 +184,7 @@ async def _first_events(
     events: list[SSEEvent] = []
     parsed: list[oai.StreamChunk | None] = []
     while True:
-        chunk = await response.content.readany()
+        chunk = await response.readany()
         if not chunk:
             return [], [], b""
         at = 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-import aiohttp
 from opentelemetry import trace
 
 from switchboard.budget.decide import ALLOW, BudgetDecision
@@ -20,6 +19,7 @@ from switchboard.providers import openai_compat as oai
 from switchboard.providers.client_request import Endpoint
 from switchboard.providers.sse import SSEEvent, SSEParser
 from switchboard.routing.match import RequestFacts
+from switchboard.sidecar.upstream import UpstreamResponse
 
 
 @dataclass
@@ -62,7 +62,7 @@ class Answer:
 class OpenStream:
     """An upstream stream whose first event has arrived and nothing has reached the client."""
 
-    response: aiohttp.ClientResponse
+    response: UpstreamResponse
     parser: SSEParser
     first: list[SSEEvent]
     parsed: list[oai.StreamChunk | None]

@@ -65,7 +65,7 @@ async def _drain(
             later += opened.parser.feed(opened.rest)
         await sink(relay(later, tally))
         while not tally.done and not tally.invalid:
-            chunk = await opened.response.content.readany()
+            chunk = await opened.response.readany()
             if not chunk:
                 return "the provider ended the stream without [DONE]"
             await sink(relay(opened.parser.feed(chunk), tally))
