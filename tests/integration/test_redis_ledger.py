@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 import yaml
 
 from switchboard.budget.periods import PERIODS, Window, window_of
@@ -172,6 +173,23 @@ async def test_the_same_record_twice_counts_once_also_across_ledgers(
     await second.flush()
     totals = await first.totals(NS, FEATURE, window_of("weekly", AT))
     assert (totals.total.cost, totals.total.requests) == (Decimal("0.25"), 1)
+
+
+async def test_a_redis_that_forgot_the_script_gets_it_again_and_counts_each_record_once(
+    ledgers: LedgerFactory, server: RedisServer
+) -> None:
+    ledger = ledgers()
+    await ledger.record(spend(1, "0.25"))
+    await ledger.flush()
+    client = aioredis.Redis.from_url(server.url)
+    await client.script_flush()  # as after a restart without persistence of scripts
+    await ledger.record(spend(2, "0.5"))
+    await ledger.record(spend(1, "0.25"))  # a replay of the first: still counted once
+    await ledger.flush()
+    await client.aclose()
+    totals = await ledger.totals(NS, FEATURE, window_of("weekly", AT))
+    assert (totals.total.cost, totals.total.requests) == (Decimal("0.75"), 2)
+    assert outbox_lines(ledger._outbox.path) == []
 
 
 # windows and keys

@@ -32,12 +32,13 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from switchboard.budget.periods import Window
 from switchboard.ledger.base import SpendRecord, WindowTotals
 from switchboard.ledger.layout import (
     APPLY_SCRIPT,
+    ScriptCall,
     apply_call,
     record_windows,
     window_key,
@@ -265,12 +266,21 @@ class RedisLedger:
         """Apply records in one round trip; how many were new (the others were applied before)."""
         if not records:
             return 0
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for record in records:
-                call = apply_call(self._prefix, record, self._windows_of(record.at))
-                await self._apply(keys=call.keys, args=call.args, client=pipe)
-            applied = await pipe.execute()
+        calls = [apply_call(self._prefix, r, self._windows_of(r.at)) for r in records]
+        try:
+            applied = await self._evalsha_all(calls)
+        except NoScriptError:  # Redis restarted or was flushed: load the script, once
+            await self._redis.script_load(APPLY_SCRIPT)
+            applied = await self._evalsha_all(calls)  # (records applied before count once)
         return sum(int(result) for result in applied)
+
+    async def _evalsha_all(self, calls: Sequence[ScriptCall]) -> list[int]:
+        # EVALSHA straight into the pipeline: redis-py's Script objects would first ask Redis
+        # whether the script exists, a second round trip on every batch.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for call in calls:
+                pipe.evalsha(self._apply.sha, len(call.keys), *call.keys, *call.args)
+            return await pipe.execute()
 
     async def _went_down(self, exc: BaseException) -> None:
         if not self._down:
