@@ -42,12 +42,18 @@ class ClientGone(Exception):
     """The application closed its connection while we were writing to it."""
 
 
+class _EventStream(web.StreamResponse):
+    # aiohttp sends a StreamResponse's headers when it is prepared, in a write of their own;
+    # held back, they leave with the first events, in one write and one packet (aiohttp >= 3.12
+    # reads this flag; before, the headers go out at once as they did).
+    _send_headers_immediately = False
+
+
 def stream_response(headers: dict[str, str]) -> web.StreamResponse:
     """An unprepared SSE response with `headers`."""
-    response = web.StreamResponse(headers=headers)
-    response.content_type = "text/event-stream"
-    response.headers["Cache-Control"] = "no-cache"
-    return response
+    return _EventStream(
+        headers=headers | {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
 
 
 async def _drain(
