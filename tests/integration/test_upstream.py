@@ -117,8 +117,15 @@ def json_answer(body: bytes, *headers: str) -> bytes:
 BODY = b'{"id":"chatcmpl-1","choices":[]}'
 
 
+def soon(upstream: Upstream, seconds: float = 5.0) -> float:
+    return upstream.now() + seconds
+
+
 async def post(upstream: Upstream, url: str, *, stream: bool = False, **kw: object) -> bytes:
-    response = await upstream.post(provider(url, **kw), "/chat/completions", b"{}", stream=stream)  # type: ignore[arg-type]
+    target = provider(url, **kw)  # type: ignore[arg-type]
+    response = await upstream.post(
+        target, "/chat/completions", b"{}", stream=stream, deadline=soon(upstream)
+    )
     try:
         return await response.read()
     finally:
@@ -208,7 +215,9 @@ async def test_a_stream_arrives_part_by_part_as_it_is_sent(
         await writer.drain()
 
     server = await serve(events)
-    response = await upstream.post(provider(server.url), "/chat/completions", b"{}", stream=True)
+    response = await upstream.post(
+        provider(server.url), "/chat/completions", b"{}", stream=True, deadline=soon(upstream)
+    )
     assert response.status == 200
     assert await response.readany() == b"data: 1\n\n"
     go.set()
@@ -233,7 +242,9 @@ async def test_a_connection_released_before_its_answer_ended_is_reused_once_it_e
         go.clear()
 
     server = await serve(late_end)
-    response = await upstream.post(provider(server.url), "/chat/completions", b"{}", stream=True)
+    response = await upstream.post(
+        provider(server.url), "/chat/completions", b"{}", stream=True, deadline=soon(upstream)
+    )
     assert await response.readany() == b"done"
     response.release()  # as the relay does after [DONE], before the last chunk
     go.set()
@@ -300,15 +311,51 @@ async def test_a_stalled_stream_times_out_between_reads(
     async def stall(request: bytes, writer: asyncio.StreamWriter) -> None:
         writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nsome\r\n")
         await writer.drain()
+        await asyncio.sleep(0.3)
+        writer.write(b"4\r\nmore\r\n")
+        await writer.drain()
         await asyncio.sleep(5)
 
     server = await serve(stall)
     response = await upstream.post(
-        provider(server.url, timeout=0.2), "/chat/completions", b"{}", stream=True
+        provider(server.url), "/chat/completions", b"{}", stream=True, deadline=soon(upstream)
     )
     assert await response.readany() == b"some"
+    response.time_out_reads(0.5)
+    assert await response.readany() == b"more"  # 0.3 s apart: within the read timeout
+    began = upstream.now()
     with pytest.raises(TimeoutError):
         await response.readany()
+    assert 0.4 < upstream.now() - began < 2
+    response.close()
+
+
+async def test_the_deadline_bounds_the_head_and_then_the_whole_body(
+    serve: Callable[[Answer], Awaitable[Scripted]], upstream: Upstream
+) -> None:
+    async def silent(request: bytes, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(5)
+
+    async def trickle(request: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+        for _ in range(50):
+            writer.write(b"x")
+            await writer.drain()
+            await asyncio.sleep(0.05)  # every read is quick; the whole body is not
+
+    quiet, slow = await serve(silent), await serve(trickle)
+    began = upstream.now()
+    with pytest.raises(TimeoutError):
+        await upstream.post(
+            provider(quiet.url), "/x", b"{}", stream=False, deadline=soon(upstream, 0.3)
+        )
+    assert 0.25 < upstream.now() - began < 2
+    response = await upstream.post(
+        provider(slow.url), "/x", b"{}", stream=False, deadline=soon(upstream, 5)
+    )
+    response.expire_at(soon(upstream, 0.4))
+    with pytest.raises(TimeoutError):
+        await response.read()
     response.close()
 
 
@@ -317,7 +364,9 @@ async def test_an_unread_body_pauses_reading_and_resumes_when_read(
 ) -> None:
     big = b"x" * (HIGH_WATER * 8)
     server = await serve(fixed(json_answer(big)))
-    response = await upstream.post(provider(server.url), "/chat/completions", b"{}", stream=False)
+    response = await upstream.post(
+        provider(server.url), "/chat/completions", b"{}", stream=False, deadline=soon(upstream)
+    )
     await asyncio.sleep(0.2)  # the server has written all it could; the client stopped reading
     buffered = response._connection._buffered
     assert HIGH_WATER < buffered < len(big)

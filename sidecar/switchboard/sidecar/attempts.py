@@ -129,30 +129,36 @@ async def _exchange(call: Call, model: ModelRuntime, payload: bytes, upstream: U
     provider = model.provider
     response: UpstreamResponse | None = None
     try:
+        begun = upstream.now()
         if call.stream:
             parser = SSEParser()
-            async with asyncio.timeout(provider.first_byte_timeout):
-                response = await upstream.post(provider, PATHS[call.endpoint], payload, stream=True)
-                if response.status != 200:
-                    data = await response.read()
-                    return oai.classify_error(response.status, response.headers, data, time.time())
-                try:
-                    first, parsed, rest = await _first_events(response, parser)
-                except oai.UpstreamProtocolError as exc:
-                    return oai.UpstreamError("bad_response", 200, True, None, str(exc)[:200])
+            # The first-byte deadline covers the answer's head and its first data event; then
+            # each wait for more of the stream gets the provider's timeout.
+            first_byte = begun + provider.first_byte_timeout
+            response = await upstream.post(
+                provider, PATHS[call.endpoint], payload, stream=True, deadline=first_byte
+            )
+            if response.status != 200:
+                data = await response.read()
+                return oai.classify_error(response.status, response.headers, data, time.time())
+            try:
+                first, parsed, rest = await _first_events(response, parser)
+            except oai.UpstreamProtocolError as exc:
+                return oai.UpstreamError("bad_response", 200, True, None, str(exc)[:200])
             if not first:
                 return oai.UpstreamError("connect", 200, True, None, "stream ended before data")
+            response.time_out_reads(provider.timeout)
             opened = OpenStream(response, parser, first, parsed, rest)
             response = None  # ownership passes to the caller
             return opened
-        # One timer: the first-byte deadline, then the whole answer's.
-        begun = asyncio.get_running_loop().time()
+        # The first-byte deadline, then the whole answer's.
         first_byte = begun + min(provider.first_byte_timeout, provider.timeout)
-        async with asyncio.timeout_at(first_byte) as deadline:
-            response = await upstream.post(provider, PATHS[call.endpoint], payload, stream=False)
-            if provider.first_byte_timeout < provider.timeout:  # (by default they are equal)
-                deadline.reschedule(begun + provider.timeout)
-            data = await response.read()
+        response = await upstream.post(
+            provider, PATHS[call.endpoint], payload, stream=False, deadline=first_byte
+        )
+        if provider.first_byte_timeout < provider.timeout:  # (by default they are equal)
+            response.expire_at(begun + provider.timeout)
+        data = await response.read()
         if response.status != 200:
             return oai.classify_error(response.status, response.headers, data, time.time())
         parse = (

@@ -100,6 +100,16 @@ class UpstreamResponse:
             parts.append(chunk)
         return b"".join(parts)
 
+    def expire_at(self, when: float) -> None:
+        """Move the answer's deadline (loop time); past it, reading raises TimeoutError."""
+        self._connection.expire_at(when)
+
+    def time_out_reads(self, seconds: float) -> None:
+        """No deadline for the whole answer from now on; each wait for more of it gets
+        `seconds` (a stream, once its first events are in)."""
+        self._connection.expire_at(None)
+        self._connection.read_timeout = seconds
+
     def release(self) -> None:
         self._connection.release()
 
@@ -159,11 +169,16 @@ class _Connection(asyncio.Protocol):
         self._to_eof = False  # the answer has no length: it ends with the connection
         self._error: BaseException | None = None
         self._release_after: asyncio.TimerHandle | None = None
-        self._read_timeout: float | None = None
+        # Deadlines are timers of the connection that fail the answer, rather than asyncio
+        # timeouts around each await: one call_at per request instead of a Timeout context,
+        # its task bookkeeping and three lookups of the running loop.
+        self._expiry: asyncio.TimerHandle | None = None
+        self.read_timeout: float | None = None
 
     # -- the request ----------------------------------------------------------------------
 
-    def send(self, request: bytes, read_timeout: float) -> asyncio.Future[UpstreamResponse]:
+    def send(self, request: bytes, deadline: float) -> asyncio.Future[UpstreamResponse]:
+        """Write `request`; the future has the answer's head, or fails at `deadline`."""
         assert self._transport is not None
         self._head = self._loop.create_future()
         self._headers.clear()
@@ -171,9 +186,23 @@ class _Connection(asyncio.Protocol):
         self._buffered = 0
         self._complete = self._keep_alive = self._to_eof = False
         self._error = None
-        self._read_timeout = read_timeout
+        self.read_timeout = None
+        self.expire_at(deadline)
         self._transport.write(request)
         return self._head
+
+    def expire_at(self, when: float | None) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if when is not None:
+            self._expiry = self._loop.call_at(when, self._expired)
+
+    def _expired(self) -> None:
+        self._expiry = None
+        if not self._complete:
+            self._fail(TimeoutError("upstream timed out"))
+            self.close()
 
     async def next_body_part(self) -> bytes:
         while not self._body:
@@ -182,9 +211,10 @@ class _Connection(asyncio.Protocol):
             if self._error is not None:
                 raise self._error
             self._waiter = self._loop.create_future()
+            if self.read_timeout is not None:
+                self.expire_at(self._loop.time() + self.read_timeout)
             try:
-                async with asyncio.timeout(self._read_timeout):
-                    await self._waiter
+                await self._waiter
             finally:
                 self._waiter = None
         data = self._body.popleft()
@@ -205,6 +235,7 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.usable = False
+        self.expire_at(None)
         if self._release_after is not None:
             self._release_after.cancel()
             self._release_after = None
@@ -213,6 +244,7 @@ class _Connection(asyncio.Protocol):
 
     def _to_pool(self) -> None:
         self._head = None
+        self.expire_at(None)
         if self._pool is None:
             self.close()
             return
@@ -312,12 +344,20 @@ class Upstream:
         self._targets: dict[tuple[str, str], _Target] = {}
         self._tls: ssl.SSLContext | None = None
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def now(self) -> float:
+        """The event loop's clock, which deadlines are given in."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop.time()
 
     async def post(
-        self, provider: ProviderRuntime, path: str, body: bytes, *, stream: bool
+        self, provider: ProviderRuntime, path: str, body: bytes, *, stream: bool, deadline: float
     ) -> UpstreamResponse:
-        """Send a request; returns once the response headers are in (the caller bounds the
-        time). Raises what `UPSTREAM_FAILURES` names."""
+        """Send a request; returns once the response headers are in. Connecting, sending and
+        the answer's head must be done by `deadline` (loop time, see `now`), and so must its
+        body unless the response's deadline is moved. Raises what `UPSTREAM_FAILURES` names."""
         target = self._target(provider.base_url, path)
         head = [
             f"POST {target.path} HTTP/1.1",
@@ -337,9 +377,10 @@ class Upstream:
                 )
             head.append(f"Authorization: Bearer {key}")
         request = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
-        connection = await self._connection(target, provider.connect_timeout)
+        connect_by = min(self.now() + provider.connect_timeout, deadline)
+        connection = await self._connection(target, connect_by)
         try:
-            return await connection.send(request, provider.timeout)
+            return await connection.send(request, deadline)
         except BaseException:
             connection.close()
             raise
@@ -362,7 +403,7 @@ class Upstream:
             self._targets[(base_url, path)] = target
         return target
 
-    async def _connection(self, target: _Target, connect_timeout: float) -> _Connection:
+    async def _connection(self, target: _Target, connect_by: float) -> _Connection:
         pool = self._pools.get(target.origin)
         if pool is None:
             pool = self._pools[target.origin] = deque()
@@ -375,7 +416,7 @@ class Upstream:
         _, host, port = target.origin
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(connect_timeout):
+            async with asyncio.timeout_at(connect_by):
                 _, connection = await loop.create_connection(
                     lambda: _Connection(None if self._closed else pool),
                     host,
