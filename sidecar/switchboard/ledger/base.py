@@ -42,9 +42,6 @@ class Totals:
     requests: int = 0
     usage: Usage = field(default_factory=Usage)
 
-    def plus(self, cost: Decimal, usage: Usage, requests: int = 1) -> Totals:
-        return Totals(self.cost + cost, self.requests + requests, self.usage + usage)
-
 
 @dataclass(frozen=True, slots=True)
 class WindowTotals:

@@ -16,13 +16,6 @@ class Usage:
     output_tokens: int = 0
     cached_input_tokens: int = 0
 
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            self.input_tokens + other.input_tokens,
-            self.output_tokens + other.output_tokens,
-            self.cached_input_tokens + other.cached_input_tokens,
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class UnitPrice:
