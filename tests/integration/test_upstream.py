@@ -330,6 +330,30 @@ async def test_a_stalled_stream_times_out_between_reads(
     response.close()
 
 
+async def test_a_slow_reader_is_not_timed_out_while_the_stream_keeps_coming(
+    serve: Callable[[Answer], Awaitable[Scripted]], upstream: Upstream
+) -> None:
+    async def paced(request: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for part, pause in ((b"a", 0.05), (b"b", 0.05), (b"", 0.4)):
+            await asyncio.sleep(pause)
+            writer.write(
+                f"{len(part):x}\r\n".encode() + part + b"\r\n" + (b"" if part else b"\r\n")
+            )
+            await writer.drain()
+
+    server = await serve(paced)
+    response = await upstream.post(
+        provider(server.url), "/chat/completions", b"{}", stream=True, deadline=soon(upstream)
+    )
+    response.time_out_reads(0.25)
+    assert await response.readany() == b"a"
+    await asyncio.sleep(0.4)  # the caller is busy (a slow client) past the read timeout
+    assert await response.readany() == b"b"
+    assert await response.readany() == b""  # the end came 0.5 s in: within 0.25 s of the wait
+    response.release()
+
+
 async def test_the_deadline_bounds_the_head_and_then_the_whole_body(
     serve: Callable[[Answer], Awaitable[Scripted]], upstream: Upstream
 ) -> None:

@@ -217,6 +217,8 @@ class _Connection(asyncio.Protocol):
                 await self._waiter
             finally:
                 self._waiter = None
+                if self.read_timeout is not None:  # only the wait is timed, not the caller
+                    self.expire_at(None)
         data = self._body.popleft()
         self._buffered -= len(data)
         if self._paused and self._buffered < HIGH_WATER // 2 and self._transport is not None:
@@ -226,10 +228,15 @@ class _Connection(asyncio.Protocol):
 
     def release(self) -> None:
         """Back to the pool when the answer is complete; a little later if it is nearly."""
+        if self._complete or not self.usable or self._error is not None or self._head is None:
+            self._settle()
+        else:
+            self._release_after = self._loop.call_later(DRAIN_SECONDS, self.close)
+
+    def _settle(self) -> None:
+        """The answer is over and released: reuse the connection if it allows, else close."""
         if self._complete and self.usable and self._keep_alive:
             self._to_pool()
-        elif self.usable and self._error is None and self._head is not None:
-            self._release_after = self._loop.call_later(DRAIN_SECONDS, self.close)
         else:
             self.close()
 
@@ -315,10 +322,7 @@ class _Connection(asyncio.Protocol):
         if self._release_after is not None:  # released early: the answer has now ended
             self._release_after.cancel()
             self._release_after = None
-            if self.usable and self._keep_alive:
-                self._to_pool()
-            else:
-                self.close()
+            self._settle()
 
     # -- helpers ------------------------------------------------------------------------
 
