@@ -103,7 +103,7 @@ class RedisLedger:
             retry=Retry(NoBackoff(), 0),
         )
         self._redis: aioredis.Redis = aioredis.Redis.from_pool(pool)
-        self._apply = self._redis.register_script(APPLY_SCRIPT)
+        self._apply_sha = self._redis.register_script(APPLY_SCRIPT).sha
         self._outbox = Outbox(outbox)
         self._prefix = key_prefix
         self._replay_interval = replay_interval
@@ -279,7 +279,7 @@ class RedisLedger:
         # whether the script exists, a second round trip on every batch.
         async with self._redis.pipeline(transaction=False) as pipe:
             for call in calls:
-                pipe.evalsha(self._apply.sha, len(call.keys), *call.keys, *call.args)
+                pipe.evalsha(self._apply_sha, len(call.keys), *call.keys, *call.args)
             return await pipe.execute()
 
     async def _went_down(self, exc: BaseException) -> None:
