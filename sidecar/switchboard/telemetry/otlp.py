@@ -1,10 +1,12 @@
-"""Edge: OTLP/HTTP span export — the exporter the sidecar's `BatchSpanProcessor` feeds.
+"""Edge: OTLP/HTTP span export — the exporter the sidecar's `SpanBatcher` feeds.
 
 `OTLPSpanExporter` posts batches over one keep-alive `http.client` connection, configured by
 the standard OTEL_EXPORTER_OTLP_* variables, with the encoding of `otlp_encoding` (no protobuf,
-no `requests`). It encodes in slices and sleeps between them (`Pacer`), so that the exporter
-thread never keeps the event loop from the GIL for longer than a slice (a fraction of a ms),
-nor takes more than a quarter of the core while it encodes a batch.
+no `requests`). The sidecar's spans come encoded already (`export_encoded`); spans given as
+`ReadableSpan`s (an SDK span processor's `export`) are encoded in slices with sleeps between
+them (`Pacer`), so that the exporter thread never keeps the event loop from the GIL for longer
+than a slice (a fraction of a ms), nor takes more than a quarter of the core while it encodes a
+batch; gzip is paced alike.
 Header values may hold credentials: they are never logged nor put into an exception.
 """
 
@@ -26,7 +28,7 @@ from urllib.parse import unquote, urlsplit
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from switchboard.telemetry.otlp_encoding import SpanEncoder
+from switchboard.telemetry.otlp_encoding import Encoded, SpanEncoder
 
 log = logging.getLogger(__name__)
 
@@ -235,18 +237,28 @@ class OTLPSpanExporter(SpanExporter):
         return http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        def encode(pause: Pacer) -> bytes:
+            return self._encoder.encode(spans, pause=pause, slice_size=SLICE_SPANS)
+
+        return self._export(encode, len(spans))
+
+    def export_encoded(self, spans: Sequence[Encoded]) -> SpanExportResult:
+        """Export spans encoded beforehand (`SpanEncoder.span_bytes`, see `batching`)."""
+        return self._export(lambda _: self._encoder.request(spans), len(spans))
+
+    def _export(self, encode: Callable[[Pacer], bytes], count: int) -> SpanExportResult:
         if self._stop.is_set():
             return SpanExportResult.FAILURE
         with self._lock:
             pause = Pacer()
             try:
-                body = self._encoder.encode(spans, pause=pause, slice_size=SLICE_SPANS)
+                body = encode(pause)
             except Exception:
-                log.exception("OTLP: %d spans could not be encoded, dropped", len(spans))
+                log.exception("OTLP: %d spans could not be encoded, dropped", count)
                 return SpanExportResult.FAILURE
             if self.settings.compression == "gzip":
                 body = _gzip(body, pause)
-            return self._send(body, len(spans))
+            return self._send(body, count)
 
     def _send(self, body: bytes, count: int) -> SpanExportResult:
         deadline = time.monotonic() + self.settings.timeout

@@ -13,11 +13,12 @@ from __future__ import annotations
 import logging
 import struct
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, SpanKind
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,42 @@ _KIND = {  # Span.kind: the API's enum + 1 (SPAN_KIND_INTERNAL = 1 ...)
 _HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200  # SpanFlags
 _CACHED = (str, int, bool)  # value types whose pairs are cached (floats rarely repeat)
 _CACHED_MAX_BYTES = 256  # long strings (captured prompts) would only fill the cache
+
+
+class SpanFields(Protocol):
+    """What the encoder reads of a span: `ReadableSpan`'s fields (the sidecar's `RecordedSpan`
+    has them too)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def parent(self) -> SpanContext | None: ...
+    @property
+    def kind(self) -> SpanKind: ...
+    @property
+    def start_time(self) -> int | None: ...
+    @property
+    def end_time(self) -> int | None: ...
+    @property
+    def attributes(self) -> Mapping[str, Any] | None: ...
+    @property
+    def dropped_attributes(self) -> int: ...
+    @property
+    def events(self) -> Sequence[Event]: ...
+    @property
+    def dropped_events(self) -> int: ...
+    @property
+    def links(self) -> Sequence[Link]: ...
+    @property
+    def dropped_links(self) -> int: ...
+    @property
+    def status(self) -> Status: ...
+
+    def get_span_context(self) -> SpanContext | None: ...
+
+
+Encoded = tuple[Resource, "InstrumentationScope | None", bytes]
+"""A span encoded by `SpanEncoder.span_bytes`, with the resource and scope it is sent under."""
 
 
 def _varint(n: int) -> bytes:
@@ -92,10 +129,11 @@ def _key_value(key: str, value: object) -> bytes:
 
 
 class SpanEncoder:
-    """Encodes spans as an ExportTraceServiceRequest. It remembers the bytes of attribute pairs
-    of str, int and bool values (at most `cache_size` per type, each at most 256 bytes; one table
-    per type, since `("k", True) == ("k", 1)` as dict keys) and of resource and scope headers
-    (by identity), so keep one per exporter. One thread at a time."""
+    """Encodes spans as an ExportTraceServiceRequest. It remembers the bytes of attribute
+    pairs of str, int and bool values (at most `cache_size` per type, each at most 256 bytes;
+    one table per type, since `("k", True) == ("k", 1)` as dict keys) and of resource and scope
+    headers (by identity), so keep one per exporter. `span_bytes` and `request` may each run in
+    a thread of their own, but each in one thread at a time."""
 
     def __init__(self, cache_size: int = 4096) -> None:
         self._cache_size = cache_size
@@ -113,33 +151,43 @@ class SpanEncoder:
     ) -> bytes:
         """The serialized request; `pause()` is called between slices of `slice_size` spans.
         Spans are grouped by resource, then scope, in first-seen order (by equality)."""
-        by_id: dict[int, dict[InstrumentationScope | None, list[bytes]]] = {}
-        groups: dict[Resource, dict[InstrumentationScope | None, list[bytes]]] = {}
-        last: tuple[object, object, list[bytes]] = (None, None, [])
+        encoded: list[Encoded] = []
         for index, span in enumerate(spans):
             if pause is not None and index and index % slice_size == 0:
                 pause()
-            resource, scope = span.resource, span.instrumentation_scope or None
+            encoded.append((span.resource, span.instrumentation_scope, self.span_bytes(span)))
+        return self.request(encoded)
+
+    def request(self, spans: Sequence[Encoded]) -> bytes:
+        """The serialized request of spans encoded by `span_bytes`, each with its resource and
+        scope; grouped by resource, then scope, in first-seen order (by equality). This and
+        `span_bytes` keep separate caches: each may run in a thread of its own."""
+        by_id: dict[int, dict[InstrumentationScope | None, list[bytes]]] = {}
+        groups: dict[Resource, dict[InstrumentationScope | None, list[bytes]]] = {}
+        last: tuple[object, object, list[bytes]] = (None, None, [])
+        for resource, scope, encoded in spans:
+            scope = scope or None
             if resource is not last[0] or scope is not last[1]:
                 scopes = by_id.get(id(resource))
                 if scopes is None:  # Resource hashes its attributes as JSON: once per object
                     scopes = by_id[id(resource)] = groups.setdefault(resource, {})
                 last = (resource, scope, scopes.setdefault(scope, []))
-            last[2].append(self._span(span))
+            last[2].append(encoded)
         out: list[bytes] = []
         for resource, scope_spans in groups.items():
             head, tail = self._resource_parts(resource)
             parts: list[bytes] = []
-            for scope, encoded in scope_spans.items():
+            for scope, group in scope_spans.items():
                 scope_head, scope_tail = self._scope_parts(scope)
-                size = len(scope_head) + sum(map(len, encoded)) + len(scope_tail)
-                parts += (b"\x12", _varint(size), scope_head, *encoded, scope_tail)
+                size = len(scope_head) + sum(map(len, group)) + len(scope_tail)
+                parts += (b"\x12", _varint(size), scope_head, *group, scope_tail)
             size = len(head) + sum(map(len, parts)) + len(tail)
             out += (b"\x0a", _varint(size), head, *parts, tail)
         return b"".join(out)
 
-    def _span(self, span: ReadableSpan) -> bytes:
-        """One `Span` as field 2 of ScopeSpans (tag and length included)."""
+    def span_bytes(self, span: SpanFields) -> bytes:
+        """One `Span` as field 2 of ScopeSpans (tag and length included). `span` may be any
+        object with `ReadableSpan`'s fields (the sidecar's `RecordedSpan`)."""
         context = span.get_span_context()
         if context is None:
             raise ValueError(f"span {span.name!r} has no context")

@@ -79,13 +79,12 @@ def _parts(content: object) -> list[dict[str, str]]:
 def tracing_from_env(
     env: Mapping[str, str], service_name: str = "switchboard-sidecar"
 ) -> Tracing | None:
-    """Spans exported over OTLP/HTTP with the SDK's batching (OTEL_BSP_*) when OTEL_* asks for
+    """Spans exported over OTLP/HTTP in batches (OTEL_BSP_*, `batching`) when OTEL_* asks for
     it, else None (also when the OTLP settings cannot be used: that is logged)."""
     exporter = env.get("OTEL_TRACES_EXPORTER", "otlp" if _otlp_endpoint(env) else "none")
     if exporter.strip().lower() in ("none", "") or env.get("OTEL_SDK_DISABLED") == "true":
         return None
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
+    from switchboard.telemetry.batching import SpanBatcher, batch_settings
     from switchboard.telemetry.otlp import ExporterConfigError, OTLPSpanExporter
 
     try:
@@ -94,7 +93,8 @@ def tracing_from_env(
         log.error("tracing disabled: %s", exc)
         return None
     resource = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME", service_name)})
-    return Tracing(BatchSpanProcessor(span_exporter), resource=resource, scope=TRACER_NAME)
+    batcher = SpanBatcher(span_exporter, batch_settings(env))
+    return Tracing(batcher, resource=resource, scope=TRACER_NAME)
 
 
 def _otlp_endpoint(env: Mapping[str, str]) -> str | None:

@@ -1,6 +1,6 @@
 """Edge: the sidecar's spans — recorded on the event loop in plain dicts, and handed, when they
-end, to an OpenTelemetry SDK span processor as `ReadableSpan`s (batching and export stay the
-SDK's `BatchSpanProcessor` and `telemetry.otlp`).
+end, to the sidecar's `telemetry.batching.SpanBatcher` as they are, or to any OpenTelemetry
+SDK span processor as `ReadableSpan`s (tests use the SDK's in-memory exporter).
 
 Why not the SDK's own `Span`: it checks every attribute value against the whole attribute type
 system and takes a lock on every call, which a multi-threaded application needs and the
@@ -19,7 +19,8 @@ from __future__ import annotations
 import random
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -33,12 +34,23 @@ SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 UNSET = Status(StatusCode.UNSET)
 
 
+class SpanSink(Protocol):
+    """Takes the sidecar's ended spans as they are (`telemetry.batching.SpanBatcher`)."""
+
+    def add(self, span: RecordedSpan) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool: ...
+
+
 class Tracing:
-    """Where the sidecar's spans go: `start` one, and it reaches `processor` when it ends."""
+    """Where the sidecar's spans go: `start` one, and it reaches `processor` when it ends, as
+    a `ReadableSpan` for an SDK span processor, or as it is for a `SpanSink`."""
 
     def __init__(
         self,
-        processor: SpanProcessor,
+        processor: SpanProcessor | SpanSink,
         *,
         resource: Resource | None = None,
         sampler: sampling.Sampler | None = None,
@@ -48,6 +60,13 @@ class Tracing:
         self.resource = resource or Resource.create({})
         self.sampler = sampler or sampling._get_from_env_or_default()
         self.scope = InstrumentationScope(scope)
+        self.ended: Callable[[RecordedSpan], None] = (
+            self._to_sdk if isinstance(processor, SpanProcessor) else processor.add
+        )
+
+    def _to_sdk(self, span: RecordedSpan) -> None:
+        assert isinstance(self.processor, SpanProcessor)
+        self.processor.on_end(span.readable())
 
     def start(
         self,
@@ -102,7 +121,11 @@ class NoTracing:
 
 
 class RecordedSpan(trace.Span):
-    """A sampled span of this sidecar, open until `end`."""
+    """A sampled span of this sidecar, open until `end`. Once ended, its public fields are
+    those of a `ReadableSpan` (what an OTLP encoder reads): treat them as read-only."""
+
+    links: tuple[()] = ()
+    dropped_attributes = dropped_events = dropped_links = 0
 
     def __init__(
         self,
@@ -115,45 +138,47 @@ class RecordedSpan(trace.Span):
         parent: SpanContext | None,
     ) -> None:
         self._tracing = tracing
-        self._name = name
-        self._kind = kind
-        self._attributes = {k: v for k, v in attributes.items() if v is not None}
-        self._context = SpanContext(trace_id, random.getrandbits(64), False, SAMPLED, trace_state)
-        self._parent = parent
-        self._events: list[Event] = []
-        self._status = UNSET
-        self._start = time.time_ns()
-        self._ended = False
+        self.name = name
+        self.kind = kind
+        self.attributes = {k: v for k, v in attributes.items() if v is not None}
+        self.context = SpanContext(trace_id, random.getrandbits(64), False, SAMPLED, trace_state)
+        self.parent = parent
+        self.events: list[Event] = []
+        self.status = UNSET
+        self.start_time = time.time_ns()
+        self.end_time: int | None = None
+        self.resource = tracing.resource
+        self.instrumentation_scope = tracing.scope
 
     def get_span_context(self) -> SpanContext:
-        return self._context
+        return self.context
 
     def is_recording(self) -> bool:
-        return not self._ended
+        return self.end_time is None
 
     def set_attribute(self, key: str, value: AttributeValue) -> None:
-        if not self._ended and value is not None:
-            self._attributes[key] = value
+        if self.end_time is None and value is not None:
+            self.attributes[key] = value
 
     def set_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
-        if not self._ended:
-            self._attributes.update((k, v) for k, v in attributes.items() if v is not None)
+        if self.end_time is None:
+            self.attributes.update((k, v) for k, v in attributes.items() if v is not None)
 
     def add_event(
         self, name: str, attributes: Attributes = None, timestamp: int | None = None
     ) -> None:
-        if not self._ended:
-            self._events.append(Event(name, attributes, timestamp or time.time_ns()))
+        if self.end_time is None:
+            self.events.append(Event(name, attributes, timestamp or time.time_ns()))
 
     def update_name(self, name: str) -> None:
-        if not self._ended:
-            self._name = name
+        if self.end_time is None:
+            self.name = name
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
         # As the SDK: OK is final; a Status object keeps its own description.
-        if self._ended or self._status.status_code is StatusCode.OK:
+        if self.end_time is not None or self.status.status_code is StatusCode.OK:
             return
-        self._status = status if isinstance(status, Status) else Status(status, description)
+        self.status = status if isinstance(status, Status) else Status(status, description)
 
     def record_exception(
         self,
@@ -177,22 +202,23 @@ class RecordedSpan(trace.Span):
         self.add_event("exception", values, timestamp)
 
     def end(self, end_time: int | None = None) -> None:
-        if self._ended:
+        if self.end_time is not None:
             return
-        self._ended = True
-        tracing = self._tracing
-        tracing.processor.on_end(
-            ReadableSpan(
-                name=self._name,
-                context=self._context,
-                parent=self._parent,
-                resource=tracing.resource,
-                attributes=self._attributes,
-                events=self._events,
-                kind=self._kind,
-                status=self._status,
-                start_time=self._start,
-                end_time=end_time or time.time_ns(),
-                instrumentation_scope=tracing.scope,
-            )
+        self.end_time = end_time or time.time_ns()
+        self._tracing.ended(self)
+
+    def readable(self) -> ReadableSpan:
+        """The ended span as the SDK's span processors take it."""
+        return ReadableSpan(
+            name=self.name,
+            context=self.context,
+            parent=self.parent,
+            resource=self.resource,
+            attributes=self.attributes,
+            events=self.events,
+            kind=self.kind,
+            status=self.status,
+            start_time=self.start_time,
+            end_time=self.end_time,
+            instrumentation_scope=self.instrumentation_scope,
         )
