@@ -9,7 +9,7 @@ line breaks between events stay in some event's `raw` (one without data, if need
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # A line ending followed by another one: the blank line that ends an event. A lone `\r` may not
 # be the first half of `\r\n`, or "a\r\nb" would look like a blank line.
@@ -17,9 +17,9 @@ _END_OF_EVENT = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r|\n)")
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 
 
-@dataclass(frozen=True, slots=True)
-class SSEEvent:
-    """One event: its exact bytes, the joined `data:` values (None if none) and `event:` name."""
+class SSEEvent(NamedTuple):
+    """One event: its exact bytes, the joined `data:` values (None if none) and `event:` name.
+    (A NamedTuple, not a frozen dataclass: one is built per event, at a third of the cost.)"""
 
     raw: bytes
     data: bytes | None
