@@ -138,7 +138,7 @@ class SpanBatcher:
 
     def _run(self) -> None:
         while True:
-            self._wake.wait(self.settings.schedule_delay)
+            woken = self._wake.wait(self.settings.schedule_delay)
             self._wake.clear()
             with self._lock:
                 flushes, self._flushes = self._flushes, []
@@ -150,15 +150,16 @@ class SpanBatcher:
                     dropped,
                     self.settings.max_queue_size,
                 )
-            self._export_waiting()
+            # Woken by a full batch: send full batches only (the rest waits for more to join it).
+            self._export_waiting(full_only=woken and not flushes and not stopping)
             for done in flushes:
                 done.set()
             if stopping:
                 return
 
-    def _export_waiting(self) -> None:
+    def _export_waiting(self, *, full_only: bool = False) -> None:
         queue, size = self._queue, self.settings.max_export_batch_size
-        while queue:
+        while len(queue) >= (size if full_only else 1):
             batch = [queue.popleft() for _ in range(min(size, len(queue)))]
             try:
                 self._exporter.export_encoded(batch)
