@@ -2,11 +2,9 @@
 
 `OTLPSpanExporter` posts batches over one keep-alive `http.client` connection, configured by
 the standard OTEL_EXPORTER_OTLP_* variables, with the encoding of `otlp_encoding` (no protobuf,
-no `requests`). The sidecar's spans come encoded already (`export_encoded`); spans given as
-`ReadableSpan`s (an SDK span processor's `export`) are encoded in slices with sleeps between
-them (`Pacer`), so that the exporter thread never keeps the event loop from the GIL for longer
-than a slice (a fraction of a ms), nor takes more than a quarter of the core while it encodes a
-batch; gzip is paced alike.
+no `requests`). Spans come encoded already (`export_encoded`, from `batching`); gzip runs in
+slices with sleeps between them (`Pacer`), so that the exporter thread takes at most a quarter
+of the core while it compresses a batch.
 Header values may hold credentials: they are never logged nor put into an exception.
 """
 
@@ -25,8 +23,7 @@ from email.utils import parsedate_to_datetime
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SpanExportResult
 
 from switchboard.telemetry.otlp_encoding import Encoded, SpanEncoder
 
@@ -136,17 +133,15 @@ def retry_delay(attempt: int, retry_after: str | None, *, now: float, jitter: fl
 
 # ---- the exporter ---------------------------------------------------------------------------
 
-SLICE_SPANS = 32  # 0.3-0.9 ms of encoding between two yields of the GIL
 # A real sleep: time.sleep(0) releases the GIL but, with both threads on one core, this thread
 # may take it back before the waiting one runs.
 GIL_YIELD_SECONDS = 0.0002
 EXPORT_SHARE = 0.25
-"""The most of a core the exporter takes while it encodes a batch. Slices alone bound how long
-a request waits for the GIL, but an exporter that sleeps only 0.2 ms between 0.8 ms slices
-holds the core four fifths of the time for the tens of milliseconds a batch takes, and requests
-arriving meanwhile queue up (1,000 req/s p99: 4.3 ms, against 2.7 ms with no encoding at all;
-3.4 ms at this share). At saturation the exporter gets the GIL only every 5 ms (the switch
-interval) and still moves about 4,000 spans/s on the benchmark machine."""
+"""The most of a core the exporter takes while it compresses a batch. When the exporter thread
+still encoded whole batches, one that slept only 0.2 ms between 0.8 ms slices held the core four
+fifths of the time for the tens of milliseconds a batch took, and requests arriving meanwhile
+queued up (1,000 req/s p99: 4.3 ms, against 2.7 ms with no encoding at all; 3.4 ms at this
+share); encoding is now the event loop's (`batching`), gzip is still paced."""
 _USER_AGENT = "switchboard-otlp-exporter"
 
 
@@ -185,7 +180,7 @@ def _gzip(body: bytes, pause: Callable[[], None]) -> bytes:
     return b"".join(out)
 
 
-class OTLPSpanExporter(SpanExporter):
+class OTLPSpanExporter:
     """OTLP/HTTP protobuf over one keep-alive connection (standard library only). Retries 429,
     502, 503, 504 and connection errors with backoff within the timeout; another status fails
     the batch at once. Problems are logged once per kind until an export succeeds again."""
@@ -236,29 +231,19 @@ class OTLPSpanExporter(SpanExporter):
             raise ExporterConfigError(f"OTLP TLS files cannot be used: {error}") from error
         return http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        def encode(pause: Pacer) -> bytes:
-            return self._encoder.encode(spans, pause=pause, slice_size=SLICE_SPANS)
-
-        return self._export(encode, len(spans))
-
     def export_encoded(self, spans: Sequence[Encoded]) -> SpanExportResult:
         """Export spans encoded beforehand (`SpanEncoder.span_bytes`, see `batching`)."""
-        return self._export(lambda _: self._encoder.request(spans), len(spans))
-
-    def _export(self, encode: Callable[[Pacer], bytes], count: int) -> SpanExportResult:
         if self._stop.is_set():
             return SpanExportResult.FAILURE
         with self._lock:
-            pause = Pacer()
             try:
-                body = encode(pause)
+                body = self._encoder.request(spans)
             except Exception:
-                log.exception("OTLP: %d spans could not be encoded, dropped", count)
+                log.exception("OTLP: %d spans could not be encoded, dropped", len(spans))
                 return SpanExportResult.FAILURE
             if self.settings.compression == "gzip":
-                body = _gzip(body, pause)
-            return self._send(body, count)
+                body = _gzip(body, Pacer())
+            return self._send(body, len(spans))
 
     def _send(self, body: bytes, count: int) -> SpanExportResult:
         deadline = time.monotonic() + self.settings.timeout
@@ -334,7 +319,3 @@ class OTLPSpanExporter(SpanExporter):
                 self._connection.close()
             finally:
                 self._lock.release()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Nothing is buffered here."""
-        return True
