@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -156,6 +157,47 @@ async def test_pico_part_carries_into_dollars_and_finer_costs_round_half_even(
     assert (fields[f"{slice_}:usd"], fields[f"{slice_}:pico_usd"]) == ("1", "300000000002")
     assert not any(name.startswith("total:") for name in fields)
     assert (await ledger.totals(NS, FEATURE, window)).total.cost == Decimal("1.300000000002")
+
+
+async def test_one_batch_of_features_days_and_repeats_counts_each_record_once(
+    ledgers: LedgerFactory,
+) -> None:
+    ledger = ledgers()
+    early = spend(0, "0.5")
+    await ledger.record(early)
+    await ledger.flush()
+    next_day = AT + timedelta(days=1)
+    records = [spend(n, "0.333333333333", feature="search", at=next_day) for n in range(100, 160)]
+    records += awkward_costs(60)[1:]
+    for record in [*records, early, *records[:30]]:  # repeats within the batch and of a past one
+        await ledger.record(record)
+    await ledger.flush()
+    memory = MemoryLedger()
+    for record in [early, *records]:
+        await memory.record(record)
+    for feature in (FEATURE, "search"):
+        for at in (AT, next_day):
+            for period in PERIODS:
+                window = window_of(period, at)
+                expected = await memory.totals(NS, feature, window)
+                assert await ledger.totals(NS, feature, window) == expected
+
+
+async def test_values_beyond_twelve_digits_are_added_exactly_in_a_batch(
+    ledgers: LedgerFactory,
+) -> None:
+    ledger = ledgers()
+    huge = replace(  # beyond 2^53, where a sum of Lua numbers would round
+        spend(1, "123456789012345679.9", feature="whale"), usage=Usage(10**17 + 1, 3, 10**16 + 3)
+    )
+    small = spend(2, "0.000000000001", feature="whale")
+    await ledger.record(huge)
+    await ledger.record(small)
+    await ledger.flush()
+    totals = await ledger.totals(NS, "whale", window_of("monthly", AT))
+    assert totals.total.cost == Decimal("123456789012345679.900000000001")
+    assert totals.total.usage == Usage(10**17 + 1 + 102, 3 + 12, 10**16 + 3 + 2)
+    assert totals.total.requests == 2
 
 
 # exactly once

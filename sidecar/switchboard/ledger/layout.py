@@ -15,8 +15,8 @@ window label, which has exactly one colon, so it is never ambiguous.
 
 Hash fields are `model:<team>/<provider>/<model>:<counter>` (a model id may hold colons, so a
 field is split at its last colon). A window's total is the sum of its model slices, added up
-when it is read: each record then costs the script half the HINCRBYs (Redis is single-threaded
-and every priced call of the cluster goes through it), and reads, which the budget refresh makes
+when it is read: the script then writes half the fields (Redis is single-threaded and every
+priced call of the cluster goes through it), and reads, which the budget refresh makes
 in the background, fetch the whole hash anyway. Fields of any other slice (a `total:` slice
 that early versions wrote as well) are ignored. The counters are:
 
@@ -24,18 +24,24 @@ that early versions wrote as well) are ignored. The counters are:
                     the script keeps in [0, 10^12) by carrying into `usd`
     input_tokens, output_tokens, cached_input_tokens, requests
 
+One script call applies a batch of records: each record counts once, by its key, and the
+counters of the records that count are summed per window and slice before they are written, so
+a batch of a hundred calls of one model costs Redis a hundred SETs and one write per field
+(fields that would only get a zero are not written), not two thousand HINCRBYs.
+
 Exactness: a cost is stored as round-half-even(cost x 10^12) pico-dollars, which is exact for
 every cost with at most 12 decimals, so for every price with at most 6 decimals per million
 tokens times a whole number of tokens. A finer cost is rounded to the nearest pico-dollar (ties
 to even): at most 5 x 10^-13 USD per record. Sums are integer additions in Redis, so totals read
-back as `Decimal` equal the sum of the rounded costs exactly. Cost is split in two counters
+back as `Decimal` equal the sum of the rounded costs exactly (the script's own sums are exact
+integers: see APPLY_SCRIPT). Cost is split in two counters
 because HINCRBY is 64-bit: one pico-dollar counter would overflow at about $9.2M per window;
 whole dollars cannot, and the pico part stays far below 2^53, where Lua's numbers are exact.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal
@@ -85,30 +91,78 @@ def window_key(prefix: str, namespace: str, feature: str, window: Window) -> str
 
 
 APPLY_SCRIPT = """
--- KEYS[1]: the record key; KEYS[2..4]: the daily, weekly and monthly window hashes.
--- ARGV[1]: record TTL (s); ARGV[2..4]: EXPIREAT of each window hash; ARGV[5]: model slice;
--- ARGV[6]: whole dollars; ARGV[7]: pico-dollars in [0, 10^12); ARGV[8..11]: input, output,
--- cached input tokens, requests. Returns 1 when applied, 0 when the record was already seen.
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
-  return 0
-end
-local counters = {'input_tokens', 'output_tokens', 'cached_input_tokens', 'requests'}
-local slice = ARGV[5]
-for w = 2, 4 do
-  local key = KEYS[w]
-  redis.call('HINCRBY', key, slice .. ':usd', ARGV[6])
-  local pico = redis.call('HINCRBY', key, slice .. ':pico_usd', ARGV[7])
-  if pico >= 1000000000000 then
-    redis.call('HINCRBY', key, slice .. ':pico_usd', '-1000000000000')
-    redis.call('HINCRBY', key, slice .. ':usd', '1')
+-- Adds a batch of records of one namespace, each exactly once.
+-- KEYS[1..3G]: the daily, weekly and monthly window hashes of G groups (the records of one
+-- feature and day); KEYS[3G+1..]: one record key per record.
+-- ARGV[1]: record TTL (s); ARGV[2]: G; ARGV[3..2+3G]: EXPIREAT of each window hash; then 8
+-- per record: its group (1..G), model slice, whole dollars, pico-dollars in [0, 10^12),
+-- input, output, cached input tokens, requests.
+-- A record counts when its key is new (SET NX). The counters of the records that count are
+-- summed per group and slice and written once: values of at most 12 characters sum exactly
+-- (below 2^53, where Lua's numbers are exact, for up to 9,000 records); a longer value is
+-- added on its own. Returns how many records counted.
+local groups = tonumber(ARGV[2])
+local fields = {'usd', 'pico_usd', 'input_tokens', 'output_tokens', 'cached_input_tokens',
+  'requests'}
+local sums, order, touched = {}, {}, {}
+local applied, a = 0, 3 + 3 * groups
+for r = 3 * groups + 1, #KEYS do
+  if redis.call('SET', KEYS[r], '1', 'NX', 'EX', ARGV[1]) then
+    applied = applied + 1
+    local g, slice = tonumber(ARGV[a]), ARGV[a + 1]
+    touched[g] = true
+    local by_slice = sums[g]
+    if not by_slice then
+      by_slice = {}
+      sums[g] = by_slice
+    end
+    local s = by_slice[slice]
+    if not s then
+      s = {0, 0, 0, 0, 0, 0}
+      by_slice[slice] = s
+      order[#order + 1] = {g, slice, s}
+    end
+    for i = 1, 6 do
+      local v = ARGV[a + 1 + i]
+      if #v > 12 then
+        for w = 1, 3 do
+          redis.call('HINCRBY', KEYS[3 * (g - 1) + w], slice .. ':' .. fields[i], v)
+        end
+      else
+        s[i] = s[i] + tonumber(v)
+      end
+    end
   end
-  for i, counter in ipairs(counters) do
-    redis.call('HINCRBY', key, slice .. ':' .. counter, ARGV[7 + i])
-  end
-  redis.call('EXPIREAT', key, ARGV[w])
+  a = a + 8
 end
-return 1
+for _, entry in ipairs(order) do
+  local g, slice, s = entry[1], entry[2], entry[3]
+  for w = 1, 3 do
+    local key = KEYS[3 * (g - 1) + w]
+    for i = 1, 6 do
+      if s[i] ~= 0 then
+        local total = redis.call('HINCRBY', key, slice .. ':' .. fields[i],
+          string.format('%.0f', s[i]))
+        if i == 2 and total >= 1000000000000 then  -- carry whole dollars out of pico_usd
+          local carry = math.floor(total / 1000000000000)
+          redis.call('HINCRBY', key, slice .. ':pico_usd', string.format('%.0f', -carry * 1e12))
+          redis.call('HINCRBY', key, slice .. ':usd', string.format('%.0f', carry))
+        end
+      end
+    end
+  end
+end
+for g = 1, groups do
+  if touched[g] then
+    for w = 1, 3 do
+      redis.call('EXPIREAT', KEYS[3 * (g - 1) + w], ARGV[2 + 3 * (g - 1) + w])
+    end
+  end
+end
+return applied
 """
+MAX_RECORDS_PER_CALL = 500
+"""Records in one APPLY_SCRIPT call: Redis runs a script alone, so a call stays short."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,33 +178,60 @@ def record_windows(at: datetime) -> tuple[Window, ...]:
     return tuple(window_of(period, at) for period in PERIODS)
 
 
-def apply_call(
-    prefix: str, record: SpendRecord, windows: Sequence[Window] | None = None
-) -> ScriptCall:
-    """How APPLY_SCRIPT adds `record` to the daily, weekly and monthly windows of its time.
+def apply_calls(
+    prefix: str,
+    records: Sequence[SpendRecord],
+    windows_of: Callable[[datetime], Sequence[Window]] = record_windows,
+) -> list[ScriptCall]:
+    """The APPLY_SCRIPT calls that add `records` to the daily, weekly and monthly windows of
+    their time: one per namespace (all keys of a call share its hash slot), of at most
+    `MAX_RECORDS_PER_CALL` records. `windows_of` is `record_windows` (a caller may keep its
+    answers for a day)."""
+    by_namespace: dict[str, list[SpendRecord]] = {}
+    for record in records:
+        by_namespace.setdefault(record.namespace, []).append(record)
+    return [
+        _call(prefix, namespace, batch[start : start + MAX_RECORDS_PER_CALL], windows_of)
+        for namespace, batch in by_namespace.items()
+        for start in range(0, len(batch), MAX_RECORDS_PER_CALL)
+    ]
 
-    `windows`, when given, are `record_windows(record.at)` (a caller may keep them for a day).
-    """
-    if windows is None:
-        windows = record_windows(record.at)
-    usd, pico = split_picodollars(picodollars(record.cost))
-    usage = record.usage
-    keys = (
-        record_key(prefix, record.namespace, record.id),
-        *(window_key(prefix, record.namespace, record.feature, w) for w in windows),
+
+def _call(
+    prefix: str,
+    namespace: str,
+    records: Sequence[SpendRecord],
+    windows_of: Callable[[datetime], Sequence[Window]],
+) -> ScriptCall:
+    groups: dict[tuple[str, tuple[Window, ...]], int] = {}
+    window_keys: list[str] = []
+    expiries: list[str] = []
+    record_keys: list[str] = []
+    per_record: list[str] = []
+    for record in records:
+        windows = tuple(windows_of(record.at))
+        group = groups.get((record.feature, windows))
+        if group is None:
+            group = groups[(record.feature, windows)] = len(groups) + 1
+            window_keys += (window_key(prefix, namespace, record.feature, w) for w in windows)
+            expiries += (str(int((w.end + WINDOW_RETENTION).timestamp())) for w in windows)
+        usd, pico = split_picodollars(picodollars(record.cost))
+        usage = record.usage
+        record_keys.append(record_key(prefix, namespace, record.id))
+        per_record += (
+            str(group),
+            MODEL_SLICE_PREFIX + breakdown_key(record),
+            str(usd),
+            str(pico),
+            str(usage.input_tokens),
+            str(usage.output_tokens),
+            str(usage.cached_input_tokens),
+            "1",
+        )
+    return ScriptCall(
+        (*window_keys, *record_keys),
+        (str(RECORD_TTL_SECONDS), str(len(groups)), *expiries, *per_record),
     )
-    args = (
-        RECORD_TTL_SECONDS,
-        *(int((w.end + WINDOW_RETENTION).timestamp()) for w in windows),
-        MODEL_SLICE_PREFIX + breakdown_key(record),
-        usd,
-        pico,
-        usage.input_tokens,
-        usage.output_tokens,
-        usage.cached_input_tokens,
-        1,
-    )
-    return ScriptCall(keys, tuple(str(a) for a in args))
 
 
 def _totals(counters: Mapping[str, int]) -> Totals:

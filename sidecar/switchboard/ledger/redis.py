@@ -1,17 +1,17 @@
 """Edge: the Redis spend ledger, shared by every sidecar of a cluster.
 
-Owns the Redis connection, the one Lua script that applies a record atomically and exactly once,
-and the task that moves records from the outbox into Redis. What the keys hold and how cost
-stays exact: `ledger/layout.py`; how the outbox survives crashes: `ledger/outbox.py`.
+Owns the Redis connection, the one Lua script that applies a batch of records atomically, each
+exactly once, and the task that moves records from the outbox into Redis. What the keys hold and
+how cost stays exact: `ledger/layout.py`; how the outbox survives crashes: `ledger/outbox.py`.
 
 `record()` never waits for Redis: it appends the record to the outbox (one write, the record is
-then in the kernel and survives the sidecar being killed) and wakes the applier, so a request
-is answered without a round trip to Redis. The applier takes everything recorded since its last
-batch (renaming the outbox file, `Outbox.rotate`) and applies it in one pipelined round trip,
-so that under load many records share a round trip; the records of a batch are kept in memory
-beside their file, so that it is read back only after a crash or an outage. Redis sees a record
-about 10 ms after the answer (`APPLY_LINGER_SECONDS`, so that the records of the same moment
-share a batch), or a round trip later under load.
+then in the kernel and survives the sidecar being killed) and wakes the applier, so a request is
+answered without a round trip to Redis. The applier takes everything recorded since its last
+batch (renaming the outbox file, `Outbox.rotate`) and applies it in one round trip, one script
+call per namespace, so that under load many records share a round trip; the records of a batch
+are kept in memory beside their file, so that it is read back only after a crash or an outage.
+Redis sees a record about 10 ms after the answer (`APPLY_LINGER_SECONDS`, so that the records of
+the same moment share a batch), or a round trip later under load.
 
 When Redis is unreachable or fails, the batch stays in the outbox, which is fsync'd, and until a
 replay finds Redis again the applier only fsyncs what arrives, so an outage costs one failed
@@ -38,8 +38,9 @@ from switchboard.budget.periods import Window
 from switchboard.ledger.base import SpendRecord, WindowTotals
 from switchboard.ledger.layout import (
     APPLY_SCRIPT,
+    MAX_RECORDS_PER_CALL,
     ScriptCall,
-    apply_call,
+    apply_calls,
     record_windows,
     window_key,
     window_totals,
@@ -55,7 +56,7 @@ POOL_SIZE = 32
 POOL_WAIT_SECONDS = 1.0
 CLOSE_TIMEOUT_SECONDS = 10.0
 """Bound on the replay at shutdown; what it leaves stays in the outbox for the next start."""
-REPLAY_BATCH = 500
+REPLAY_BATCH = MAX_RECORDS_PER_CALL
 APPLY_LINGER_SECONDS = 0.01
 """How long the applier waits after a record arrives before it takes a batch: the records of
 that moment share one round trip (and one rename of the outbox file) instead of each paying
@@ -266,7 +267,7 @@ class RedisLedger:
         """Apply records in one round trip; how many were new (the others were applied before)."""
         if not records:
             return 0
-        calls = [apply_call(self._prefix, r, self._windows_of(r.at)) for r in records]
+        calls = apply_calls(self._prefix, records, self._windows_of)
         try:
             applied = await self._evalsha_all(calls)
         except NoScriptError:  # Redis restarted or was flushed: load the script, once

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -10,9 +11,10 @@ from hypothesis import strategies as st
 from switchboard.budget.periods import window_of
 from switchboard.ledger.base import SpendRecord, Totals, WindowTotals
 from switchboard.ledger.layout import (
+    MAX_RECORDS_PER_CALL,
     PICO_PER_USD,
     RECORD_TTL_SECONDS,
-    apply_call,
+    apply_calls,
     dollars,
     picodollars,
     split_picodollars,
@@ -96,27 +98,69 @@ def test_dollars_of_a_huge_sum_is_still_exact() -> None:
 # keys and script arguments
 
 
-def test_apply_call_names_the_record_and_its_three_windows_in_one_hash_slot() -> None:
-    call = apply_call("sb", record())
+def test_a_call_names_the_three_windows_then_the_record_all_in_one_hash_slot() -> None:
+    (call,) = apply_calls("sb", [record()])
     assert call.keys == (
-        "sb:rec:{shop}:r1",
         "sb:spend:{shop}:onboarding:daily:2026-11-29",
         "sb:spend:{shop}:onboarding:weekly:2026-11-23",
         "sb:spend:{shop}:onboarding:monthly:2026-11-01",
+        "sb:rec:{shop}:r1",
     )
 
 
-def test_apply_call_passes_cost_as_dollars_and_picodollars_and_expiries() -> None:
-    call = apply_call("sb", record("2.000000000003"))
-    ttl, *expiries, model_slice, usd, pico = call.args[:7]
-    assert ttl == str(RECORD_TTL_SECONDS)
+def test_a_call_passes_cost_as_dollars_and_picodollars_and_the_windows_expiries() -> None:
+    (call,) = apply_calls("sb", [record("2.000000000003")])
+    ttl, groups, *expiries = call.args[:5]
+    assert (ttl, groups) == (str(RECORD_TTL_SECONDS), "1")
     assert [datetime.fromtimestamp(int(e), UTC).date().isoformat() for e in expiries] == [
         "2027-02-28",  # the day ends Nov 30: + 90 days
         "2027-02-28",  # the week (from Monday Nov 23) ends Nov 30 too
         "2027-03-01",  # the month ends Dec 1
     ]
-    assert (model_slice, usd, pico) == ("model:growth/openai/gpt-4o", "2", "3")
-    assert call.args[7:] == ("1200", "300", "200", "1")
+    assert call.args[5:] == (
+        "1",
+        "model:growth/openai/gpt-4o",
+        "2",
+        "3",
+        "1200",
+        "300",
+        "200",
+        "1",
+    )
+
+
+def test_records_of_one_feature_and_day_share_their_window_keys() -> None:
+    next_day = AT + timedelta(seconds=1)  # Monday Nov 30: a new day and week, the same month
+    records = [
+        replace(record(), id="a"),
+        replace(record(), id="b", feature="search"),
+        replace(record(), id="c"),
+        replace(record(), id="d", at=next_day),
+    ]
+    (call,) = apply_calls("sb", records)
+    assert call.args[1] == "3"
+    assert call.keys[9:] == (
+        "sb:rec:{shop}:a",
+        "sb:rec:{shop}:b",
+        "sb:rec:{shop}:c",
+        "sb:rec:{shop}:d",
+    )
+    assert call.keys[6:9] == (
+        "sb:spend:{shop}:onboarding:daily:2026-11-30",
+        "sb:spend:{shop}:onboarding:weekly:2026-11-30",
+        "sb:spend:{shop}:onboarding:monthly:2026-11-01",
+    )
+    groups = call.args[2 + 9 :: 8]  # after the TTL, the count and 9 expiries
+    assert groups == ("1", "2", "1", "3")
+
+
+def test_calls_split_by_namespace_and_size() -> None:
+    other = [replace(record(), id=f"o{i}", namespace="ops") for i in range(3)]
+    many = [replace(record(), id=f"m{i}") for i in range(MAX_RECORDS_PER_CALL + 1)]
+    calls = apply_calls("sb", [*many[:2], *other, *many[2:]])
+    slots = [{key.split("{")[1].split("}")[0] for key in call.keys} for call in calls]
+    assert slots == [{"shop"}, {"shop"}, {"ops"}]
+    assert [len(call.keys) - 3 for call in calls] == [MAX_RECORDS_PER_CALL, 1, 3]
 
 
 def test_window_key_keeps_a_feature_name_with_colons_unambiguous() -> None:
