@@ -1,5 +1,6 @@
 """Edge: the benchmark's child processes — start pinned to a core, wait until ready, stop —
-and what /proc says about them (peak RSS, CPU time) and about the cores (busy time).
+and what /proc says about them (peak RSS, CPU time) and about the cores (busy time, a wake-up's
+round trip, how much slower code runs right after the core slept).
 
 Every child is started by this module and stopped by it, by its own pid; nothing else is
 signalled. Stdlib only.
@@ -7,11 +8,13 @@ signalled. Stdlib only.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import select
 import signal
 import socket
+import statistics
 import subprocess
 import tempfile
 import time
@@ -262,3 +265,42 @@ def wake_round_trip_us(core: int, peer: int, rounds: int = 5000) -> float:
         os.sched_setaffinity(0, mask)
         here.close()
         os.waitpid(pid, 0)
+
+
+def _python_work(doc: dict[str, object], table: dict[str, int]) -> int:
+    """A fixed piece of interpreter work, like a proxy's: JSON both ways, lookups, objects."""
+    total = 0
+    for _ in range(10):
+        parsed = json.loads(json.dumps(doc))
+        total += sum(table[key] for key in ("k1", "k500", "k999", "k77")) + len(parsed)
+        total += len([(key, value) for key, value in parsed.items()])
+    return total
+
+
+def after_sleep_us(core: int, sleep: float = 0.0005, rounds: int = 1500) -> tuple[float, float]:
+    """Median µs of the same piece of Python work on `core`, back to back and right after
+    `sleep` seconds of waiting in epoll (the core goes idle). A virtual CPU that halted runs
+    the code after it much slower; at concurrency 1 a proxy's work always follows a wait."""
+    doc: dict[str, object] = {"model": "gpt-4o-mini", "messages": [{"role": "user"}] * 3}
+    doc |= {f"f{i}": i for i in range(20)}
+    table = {f"k{i}": i for i in range(1000)}
+    poller, (reader, writer) = select.epoll(), socket.socketpair()
+    poller.register(reader, select.EPOLLIN)
+    mask = os.sched_getaffinity(0)
+    timings: dict[bool, list[float]] = {False: [], True: []}
+    try:
+        os.sched_setaffinity(0, {core})
+        for slept in (False, True, False, True):
+            for _ in range(rounds // 2):
+                if slept:
+                    poller.poll(sleep)
+                began = time.perf_counter()
+                _python_work(doc, table)
+                timings[slept].append(time.perf_counter() - began)
+    finally:
+        os.sched_setaffinity(0, mask)
+        poller.close()
+        reader.close()
+        writer.close()
+    back_to_back, after = (statistics.median(timings[k]) * 1e6 for k in (False, True))
+    return back_to_back, after

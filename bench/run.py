@@ -56,6 +56,7 @@ from bench.procs import (
     PRIORITY,
     PROXY_CORE,
     Child,
+    after_sleep_us,
     busy_seconds,
     cpu_seconds,
     free_port,
@@ -346,6 +347,8 @@ class Bench:
         self.remeasured = 0
         self.wake_us = (math.nan, math.nan, math.nan)
         """Round trips (µs) between the cores before and after the run, and on one core."""
+        self.after_sleep_us = (math.nan, math.nan)
+        """The same Python work on the proxy core (µs): back to back, and right after a wait."""
 
     def alternate(
         self,
@@ -731,7 +734,11 @@ def report(
         f"core: a one-byte round trip between cores {PROXY_CORE} and {LOAD_CORE} took "
         f"{bench.wake_us[0]:.0f} µs before the run and {bench.wake_us[1]:.0f} µs after "
         f"(on one core: {bench.wake_us[2]:.0f} µs); every proxy hop that crosses cores "
-        "pays about half of it.",
+        "pays about half of it. Code right after the core slept: a fixed piece of Python work "
+        f"took {bench.after_sleep_us[0]:.0f} µs back to back on core {PROXY_CORE} and "
+        f"{bench.after_sleep_us[1]:.0f} µs right after a 0.5 ms wait "
+        f"(x{bench.after_sleep_us[1] / bench.after_sleep_us[0]:.2f}); at concurrency 1 a "
+        "proxy's work always follows a wait, under saturation it runs back to back.",
         "",
         host_speed(bench),
         "",
@@ -938,6 +945,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         children = [redis_child, sink_child, mock_child, *(e.child for e in endpoints if e.child)]
         bench = Bench(plan, vegeta, mock, endpoints, children)
         wake_before = wake_round_trip_us(PROXY_CORE, LOAD_CORE)
+        bench.after_sleep_us = after_sleep_us(PROXY_CORE)
         measured, busy_before = time.perf_counter(), busy_seconds()
         ours_before = own_cpu([c.pid for c in children])
         bench.run()
