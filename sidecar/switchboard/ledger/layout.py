@@ -34,9 +34,9 @@ every cost with at most 12 decimals, so for every price with at most 6 decimals 
 tokens times a whole number of tokens. A finer cost is rounded to the nearest pico-dollar (ties
 to even): at most 5 x 10^-13 USD per record. Sums are integer additions in Redis, so totals read
 back as `Decimal` equal the sum of the rounded costs exactly (the script's own sums are exact
-integers: see APPLY_SCRIPT). Cost is split in two counters
-because HINCRBY is 64-bit: one pico-dollar counter would overflow at about $9.2M per window;
-whole dollars cannot, and the pico part stays far below 2^53, where Lua's numbers are exact.
+integers: see APPLY_SCRIPT). Cost is split in two counters because HINCRBY is 64-bit: one
+pico-dollar counter would overflow at about $9.2M per window; whole dollars cannot, and the pico
+part stays far below 2^53, where Lua's numbers are exact.
 """
 
 from __future__ import annotations
