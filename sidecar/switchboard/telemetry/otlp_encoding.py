@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from opentelemetry.sdk.resources import Resource
@@ -142,21 +142,12 @@ class SpanEncoder:
         self._scopes: dict[int, tuple[InstrumentationScope | None, bytes, bytes]] = {}
         self._warned: set[str] = set()
 
-    def encode(
-        self,
-        spans: Sequence[ReadableSpan],
-        *,
-        pause: Callable[[], None] | None = None,
-        slice_size: int = 32,
-    ) -> bytes:
-        """The serialized request; `pause()` is called between slices of `slice_size` spans.
-        Spans are grouped by resource, then scope, in first-seen order (by equality)."""
-        encoded: list[Encoded] = []
-        for index, span in enumerate(spans):
-            if pause is not None and index and index % slice_size == 0:
-                pause()
-            encoded.append((span.resource, span.instrumentation_scope, self.span_bytes(span)))
-        return self.request(encoded)
+    def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
+        """The serialized request. Spans are grouped by resource, then scope, in first-seen
+        order (by equality)."""
+        return self.request(
+            [(span.resource, span.instrumentation_scope, self.span_bytes(span)) for span in spans]
+        )
 
     def request(self, spans: Sequence[Encoded]) -> bytes:
         """The serialized request of spans encoded by `span_bytes`, each with its resource and
