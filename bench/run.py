@@ -67,7 +67,7 @@ from bench.procs import (
     rss_mb,
     wake_round_trip_us,
 )
-from bench.sse_client import StreamClient, StreamTiming
+from bench.sse_client import Received, StreamClient, StreamTiming
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -303,16 +303,17 @@ def latencies(run: Run, samples: Samples) -> list[float]:
 
 
 def streams(endpoint: Endpoint, body: bytes, *, seconds: float, limit: int) -> list[StreamTiming]:
-    """Streams one after another (concurrency 1) for `seconds` or `limit` streams."""
+    """Streams one after another (concurrency 1) for `seconds` or `limit` streams, timed once
+    they are all done."""
     client = StreamClient(endpoint.base + "/chat/completions", endpoint.headers)
-    out: list[StreamTiming] = []
+    received: list[Received] = []
     deadline = time.perf_counter() + seconds
     try:
-        while len(out) < limit and (time.perf_counter() < deadline or len(out) < 5):
-            out.append(client.stream(body))
+        while len(received) < limit and (time.perf_counter() < deadline or len(received) < 5):
+            received.append(client.stream(body))
     finally:
         client.close()
-    return out
+    return [r.timing() for r in received]
 
 
 def stream_body(model: str, tokens: int) -> bytes:
