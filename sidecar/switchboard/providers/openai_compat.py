@@ -186,7 +186,7 @@ _DONE = StreamChunk(None, "", usage_only=False, done=True, response_model=None)
 
 def parse_stream_event(data: bytes) -> StreamChunk:
     """One SSE `data` payload of a chat stream: `[DONE]`, a delta chunk, or the usage chunk."""
-    if data.strip() == b"[DONE]":
+    if data[:1] != b"{" and data.strip() == b"[DONE]":  # (no strip for the usual JSON chunk)
         return _DONE
     obj = _json_object(data)
     choices = obj.get("choices")
@@ -238,9 +238,9 @@ def _str(value: object) -> str | None:
 
 
 def _is_mapping(value: object) -> TypeGuard[Mapping[str, object]]:
-    """`isinstance(value, Mapping)`, with a fast path for the dicts orjson makes (the ABC check
-    costs four times as much, several times per streamed event)."""
-    return type(value) is dict or isinstance(value, Mapping)
+    """`isinstance(value, Mapping)`, with fast paths for the dicts orjson makes and for None (the
+    ABC check costs four times as much, several times per streamed event)."""
+    return type(value) is dict or (value is not None and isinstance(value, Mapping))
 
 
 # Errors --------------------------------------------------------------------------------------

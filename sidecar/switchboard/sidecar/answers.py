@@ -91,8 +91,7 @@ async def cached_answer(
         return web.Response(body=hit.body, content_type="application/json", headers=headers)
     response = stream_response(headers)
     await response.prepare(request)
-    await response.write(hit.body + stream_tail(hit.usage_event, call.body, ZERO))
-    await response.write_eof()
+    await response.write_eof(hit.body + stream_tail(hit.usage_event, call.body, ZERO))
     return response
 
 

@@ -115,8 +115,7 @@ async def replay_stream(
         response_headers(call, model.provider.name, model.name, "bypass", None, deps)
     )
     await response.prepare(request)
-    await response.write(data + stream_tail(tally.usage_event, call.body, call.spent))
-    await response.write_eof()
+    await response.write_eof(data + stream_tail(tally.usage_event, call.body, call.spent))
     capture_output(call, tally.text, None)
     count(call, model.provider.name, model.name, 200, deps)
     return response
@@ -172,8 +171,9 @@ async def pipe_stream(
     if gone:
         return response
     try:
+        # The end goes out with the chunked body's terminator, in one write.
         if broken is None:
-            await response.write(stream_tail(tally.usage_event, call.body, call.spent))
+            await response.write_eof(stream_tail(tally.usage_event, call.body, call.spent))
             if cache_state == "miss":
                 entry = CachedResponse(
                     b"".join(kept),
@@ -187,10 +187,9 @@ async def pipe_stream(
         else:
             deps.metrics.upstream_errors.labels(model.provider.name, model.name, "stream_cut").inc()
             call.span.set_status(Status(StatusCode.ERROR, broken))
-            await response.write(
+            await response.write_eof(
                 error_event(f"upstream stream broke: {broken}") + cost_comment(call.spent)
             )
-        await response.write_eof()
     except ConnectionResetError:
         pass
     return response
