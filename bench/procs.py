@@ -225,13 +225,34 @@ def busy_percent(
 
 
 def machine() -> dict[str, str]:
-    """CPU model, cores, kernel."""
+    """CPU model, cores, kernel, how an idle core waits."""
     model = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
             model = line.split(":", 1)[1].strip()
             break
-    return {"cpu": model, "cores": str(os.cpu_count()), "kernel": os.uname().release}
+    return {
+        "cpu": model,
+        "cores": str(os.cpu_count()),
+        "kernel": os.uname().release,
+        "idle": cpu_idle(),
+    }
+
+
+def cpu_idle() -> str:
+    """The kernel's cpuidle driver; for a guest's `haltpoll`, how long it polls before it halts
+    (a halted virtual CPU has to be woken by the hypervisor, which costs far more)."""
+    try:
+        driver = Path("/sys/devices/system/cpu/cpuidle/current_driver").read_text().strip()
+    except OSError:
+        return "unknown"
+    poll = Path("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
+    if driver != "haltpoll" or not poll.exists():
+        return driver
+    limit = int(poll.read_text())
+    if limit == 0:
+        return "haltpoll, halting at once (guest_halt_poll_ns=0: no polling)"
+    return f"haltpoll, polling up to {limit / 1000:.0f} µs before halting"
 
 
 def wake_round_trip_us(core: int, peer: int, rounds: int = 5000) -> float:

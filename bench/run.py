@@ -726,7 +726,8 @@ def report(
     lines = [
         f"# Switchboard sidecar benchmark, {started:%Y-%m-%d %H:%M} UTC",
         "",
-        f"Machine: {versions['cpu']}, {versions['cores']} cores, Linux {versions['kernel']}. "
+        f"Machine: {versions['cpu']}, {versions['cores']} cores, Linux {versions['kernel']}, "
+        f"CPU idle driver {versions['idle']}. "
         f"Python {versions['python']}, aiohttp {versions['aiohttp']}, uvloop "
         f"{versions['uvloop']}; LiteLLM {versions['litellm']} (Python {versions['py_litellm']}); "
         f"vegeta {versions['vegeta']}; redis-server {versions['redis']}. The run took "
