@@ -230,6 +230,11 @@ def test_stream_concatenates_choice_deltas() -> None:
     assert parse_stream_event(data).text == "ab"
 
 
+@pytest.mark.parametrize("data", [b"[DONE]", b" [DONE] ", b"[DONE]\r"])
+def test_stream_done_marker_with_or_without_whitespace(data: bytes) -> None:
+    assert parse_stream_event(data).done
+
+
 @pytest.mark.parametrize("data", [b"not json", b'{"choices": [', b'"text"'])
 def test_stream_non_json_raises(data: bytes) -> None:
     with pytest.raises(UpstreamProtocolError):
