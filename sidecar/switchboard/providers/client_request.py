@@ -49,12 +49,20 @@ def _children(container: object) -> Iterable[object]:
     return container if isinstance(container, list) else ()
 
 
-def request_problem(endpoint: Endpoint, body: object) -> RequestProblem | None:
-    """The first thing wrong with `body`, or None."""
+def request_problem(
+    endpoint: Endpoint, body: object, raw: bytes | None = None
+) -> RequestProblem | None:
+    """The first thing wrong with `body`, or None. `raw`, the JSON `body` was parsed from, when
+    known: a body with no more than `MAX_NESTING` opening brackets in all cannot nest deeper,
+    and is then not walked."""
     problem = _field_problem(endpoint, body)
-    if problem is None and nesting_exceeds(body, MAX_NESTING):
+    if problem is not None:
+        return problem
+    if raw is not None and raw.count(b"{") + raw.count(b"[") <= MAX_NESTING:
+        return None
+    if nesting_exceeds(body, MAX_NESTING):
         return RequestProblem(None, f"the request body nests more than {MAX_NESTING} levels deep")
-    return problem
+    return None
 
 
 def _field_problem(endpoint: Endpoint, body: object) -> RequestProblem | None:

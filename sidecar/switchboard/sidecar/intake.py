@@ -35,6 +35,9 @@ async def read_body(request: web.Request, limit: int) -> bytes | web.Response:
     try:
         if request.content_length is not None and request.content_length > limit:
             return _too_large(limit)
+        if request.content.is_eof():  # the whole body came with the head, as it usually does
+            body = request.content.read_nowait()
+            return _too_large(limit) if len(body) > limit else body
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.content.iter_any():
@@ -70,7 +73,7 @@ def incoming_call(
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return error_response(400, "request body is not valid JSON", "invalid_request_error")
-    problem = request_problem(endpoint, body)
+    problem = request_problem(endpoint, body, raw)
     if problem is not None:
         return error_response(400, problem.message, "invalid_request_error", param=problem.param)
     facts = request_facts(

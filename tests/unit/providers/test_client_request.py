@@ -45,6 +45,20 @@ def test_body_nested_deeper_than_orjson_can_write_is_refused() -> None:
     assert problem is not None and "nests more than" in problem.message
 
 
+@pytest.mark.parametrize("depth", [MAX_NESTING - 1, MAX_NESTING + 1])
+def test_the_bodys_bytes_decide_like_the_walk_does(depth: int) -> None:
+    # With the raw body, a walk is skipped only where the brackets are too few to nest deeper.
+    raw = orjson.dumps({**CHAT, "tools": _nested(depth)})
+    body = orjson.loads(raw)
+    assert request_problem("chat", body, raw) == request_problem("chat", body)
+    assert (request_problem("chat", body, raw) is None) is (depth < MAX_NESTING)
+
+
+def test_brackets_inside_strings_make_a_body_walked_not_refused() -> None:
+    raw = orjson.dumps({**CHAT, "messages": [{"role": "user", "content": "[{" * MAX_NESTING}]})
+    assert request_problem("chat", orjson.loads(raw), raw) is None
+
+
 def test_deep_embeddings_input_is_refused() -> None:
     problem = request_problem("embeddings", {"model": "e", "input": _nested(MAX_NESTING + 5)})
     assert problem is not None and "nests more than" in problem.message
