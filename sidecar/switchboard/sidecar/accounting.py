@@ -8,8 +8,10 @@ attributes of spans. The prices and decisions come from the core; this module ap
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
+from datetime import datetime
 from decimal import Decimal
 
 from opentelemetry import trace
@@ -29,13 +31,16 @@ BUDGET_HEADER = {"alert": "warning", "downgrade": "downgraded"}
 async def charge(
     call: Call, model: ModelRuntime, usage: Usage, deps: Deps, *, estimated: bool = False
 ) -> Decimal:
-    """Price one paid attempt and record it: metrics, span total and the ledger."""
+    """Price one paid attempt and record it: the request's total and the ledger at once, the
+    metrics and the budgets at the loop's next turn, so that an answer written in this turn
+    (every plain answer) leaves before them."""
     cost = cost_of(usage, model.price)
     call.spent += cost
     at = deps.clock.now()
-    deps.metrics.record_call(call.labels(model), usage, cost)
-    deps.budgets.spent(call.runtime, call.facts.feature, cost, at)
-    release(call, deps)
+    # The attempt's hold goes with the booking: until the spend is counted, the hold is, so
+    # no budget check in between sees neither.
+    held, call.held = call.held, ZERO
+    asyncio.get_running_loop().call_soon(_book, call, model, usage, cost, at, held, deps)
     await deps.ledger.record(
         SpendRecord(
             id=new_record_id(),
@@ -52,6 +57,20 @@ async def charge(
         )
     )
     return cost
+
+
+def _book(
+    call: Call,
+    model: ModelRuntime,
+    usage: Usage,
+    cost: Decimal,
+    at: datetime,
+    held: Decimal,
+    deps: Deps,
+) -> None:
+    deps.metrics.record_call(call.labels(model), usage, cost)
+    deps.budgets.spent(call.runtime, call.facts.feature, cost, at)
+    deps.budgets.release(call.runtime, call.facts.feature, held)
 
 
 def release(call: Call, deps: Deps) -> None:
