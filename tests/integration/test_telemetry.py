@@ -520,6 +520,7 @@ async def test_every_designed_metric_is_exposed_after_traffic(
     assert set(requests) == {"feature", "team", "provider", "model", "route", "status"}
     assert requests["feature"] == FEATURE and requests["team"] == TEAM
     assert samples["switchboard_budget_limit_usd"].value == 1000
+    assert samples["switchboard_time_to_first_token_seconds_count"].value == 1  # the one stream
 
 
 # ---- secrets and content --------------------------------------------------------------------

@@ -151,7 +151,7 @@ def parse_chat_response(raw: bytes) -> ChatResult:
     choices = obj.get("choices")
     if not isinstance(choices, list):
         raise UpstreamProtocolError(_not_a("chat completion", obj))
-    first = choices[0] if choices and isinstance(choices[0], Mapping) else {}
+    first = choices[0] if choices and _is_mapping(choices[0]) else {}
     message = first.get("message")
     content = message.get("content") if _is_mapping(message) else None
     return ChatResult(

@@ -135,24 +135,28 @@ async def pipe_stream(
     headers = response_headers(call, model.provider.name, model.name, cache_state, None, deps)
     response = stream_response(headers)
     kept: list[bytes] = []
+    first = True
 
     async def forward(data: bytes) -> None:
+        nonlocal first
         if not data:
             return
         if cache_state == "miss":
             kept.append(data)
         try:
-            await response.write(data)
+            await response.write(data)  # (the first write takes the held-back headers along)
         except ConnectionResetError as exc:
             raise ClientGone from exc
+        if first:  # timed once the first token is out, and counted after it, not before
+            first = False
+            deps.metrics.ttft.labels(
+                call.facts.feature, model.provider.name, model.name, call.route.name
+            ).observe(time.perf_counter() - call.started)
 
     broken: str | None = None
     gone = True  # until the relay ends: the client went away (or the request was cancelled)
     try:
         await response.prepare(request)
-        deps.metrics.ttft.labels(
-            call.facts.feature, model.provider.name, model.name, call.route.name
-        ).observe(time.perf_counter() - call.started)
         broken = await _drain(opened, tally, forward)
         gone = False
     except (ClientGone, ConnectionResetError):
