@@ -36,6 +36,8 @@ class SSEParser:
         self._scan = 0  # no event boundary starts before this offset of `_buf`
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        if not self._buf and b"\r" not in chunk:
+            return self._feed_lf(chunk)
         buf = self._buf
         buf += chunk
         events: list[SSEEvent] = []
@@ -54,6 +56,25 @@ class SSEParser:
             del buf[:start]
         # The longest boundary that is still undecided (`\r\n\r`) is 3 bytes long.
         self._scan = max(0, len(buf) - 3)
+        return events
+
+    def _feed_lf(self, chunk: bytes) -> list[SSEEvent]:
+        """`feed` of the usual case, nothing buffered and `\n` line endings only: the events are
+        cut straight from `chunk`, without copying it into the buffer and out again."""
+        events: list[SSEEvent] = []
+        start = 0
+        find = chunk.find
+        while (found := find(b"\n\n", start)) >= 0:
+            end = found + 2
+            if chunk.startswith(b"data:", start) and find(b"\n", start, found) < 0:
+                skip = 6 if chunk[start + 5 : start + 6] == b" " else 5  # one data line
+                events.append(SSEEvent(chunk[start:end], chunk[start + skip : found], None))
+            else:
+                events.append(_event(chunk[start:end]))
+            start = end
+        if start < len(chunk):
+            self._buf += memoryview(chunk)[start:]
+        self._scan = max(0, len(self._buf) - 3)
         return events
 
     def flush(self) -> bytes:

@@ -99,6 +99,18 @@ def test_mixed_line_endings_in_one_event() -> None:
     assert _whole(raw) == [SSEEvent(raw, b"a\nb\nc", None)]
 
 
+def test_whole_lf_chunks_give_the_events_of_the_buffered_path() -> None:
+    # A chunk with nothing buffered before it and no CR is cut without the buffer; byte by
+    # byte, every feed after the first goes through the buffer: both must agree.
+    data = (
+        b"data:x\n\ndata: y\n\ndata:\n\ndata: \n\n: c\n\nevent: e\ndata: z\n\ndata:  w\n\ndata: par"
+    )
+    whole = _parse([data])
+    assert whole == _parse([data[i : i + 1] for i in range(len(data))])
+    assert [e.data for e in whole[0]] == [b"x", b"y", b"", b"", None, b"z", b" w"]
+    assert whole[1] == b"data: par"
+
+
 def test_cr_then_lf_across_chunks_is_one_line_break() -> None:
     parser = SSEParser()
     assert parser.feed(b"data: a\r\n\r") == []
