@@ -50,7 +50,8 @@ class SSEParser:
             end = _event_end(buf, pos, cr >= 0)
             if end < 0:
                 break
-            events.append(_event(bytes(buf[start:end])))
+            raw = bytes(buf[start:end])
+            events.append(_event(raw, 0, len(raw)))
             start = end
         if start:
             del buf[:start]
@@ -65,13 +66,8 @@ class SSEParser:
         start = 0
         find = chunk.find
         while (found := find(b"\n\n", start)) >= 0:
-            end = found + 2
-            if chunk.startswith(b"data:", start) and find(b"\n", start, found) < 0:
-                skip = 6 if chunk[start + 5 : start + 6] == b" " else 5  # one data line
-                events.append(SSEEvent(chunk[start:end], chunk[start + skip : found], None))
-            else:
-                events.append(_event(chunk[start:end]))
-            start = end
+            events.append(_event(chunk, start, found + 2))
+            start = found + 2
         if start < len(chunk):
             self._buf += memoryview(chunk)[start:]
         self._scan = max(0, len(self._buf) - 3)
@@ -100,17 +96,20 @@ def _event_end(buf: bytearray, pos: int, has_cr: bool) -> int:
     return end
 
 
-def _event(raw: bytes) -> SSEEvent:
-    # The shape almost every provider sends, one `data:` line ended by `\n\n`, needs no split.
-    end = len(raw) - 2
+def _event(source: bytes, start: int, end: int) -> SSEEvent:
+    """The event `source[start:end]` (its terminating blank line included)."""
+    # The shape almost every provider sends, one `data:` line ended by `\n\n`, needs no split:
+    # its value is cut straight from `source`.
+    stop = end - 2
     if (
-        raw.startswith(b"data:")
-        and raw[end:] == b"\n\n"
-        and raw.find(b"\n", 0, end) < 0
-        and b"\r" not in raw
+        source.startswith(b"data:", start)
+        and source[stop:end] == b"\n\n"
+        and source.find(b"\n", start, stop) < 0
+        and source.find(b"\r", start, end) < 0
     ):
-        value = raw[5:end]
-        return SSEEvent(raw, value[1:] if value[:1] == b" " else value, None)
+        skip = 6 if source[start + 5 : start + 6] == b" " else 5
+        return SSEEvent(source[start:end], source[start + skip : stop], None)
+    raw = source[start:end]
     lines = _LINE_BREAK.split(raw) if b"\r" in raw else raw.split(b"\n")
     data: list[bytes] = []
     event: str | None = None
