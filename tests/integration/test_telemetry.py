@@ -393,6 +393,25 @@ async def test_streamed_chat_span_carries_usage_and_cost(start: Start) -> None:
     assert attribute(client, "gen_ai.provider.name") == "primary"
 
 
+async def test_stream_broken_after_its_first_byte_marks_the_server_span(
+    start: Start, fresh: Upstreams
+) -> None:
+    fresh.primary.set_faults({"fault": "cut_after", "after_chunks": 3})
+    sidecar = await start()
+    stream = await sidecar.client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True
+    )
+    with pytest.raises(openai.APIError, match="upstream stream broke"):
+        async for _ in stream:
+            pass
+
+    (server,) = await sidecar.server_spans(1)
+    assert server.status.status_code == StatusCode.ERROR
+    assert server.status.description == "upstream closed the connection"
+    assert attribute(server, "gen_ai.usage.output_tokens") == 3
+    assert attribute(server, "switchboard.cost_usd") > 0
+
+
 async def test_failover_gives_two_client_spans_attempts_one_and_two(
     start: Start, fresh: Upstreams
 ) -> None:
@@ -417,6 +436,10 @@ async def test_failover_gives_two_client_spans_attempts_one_and_two(
     assert attribute(server, "gen_ai.provider.name") == "backup"
     assert attribute(server, "gen_ai.response.model") == "b-mini"
     assert attribute(server, "switchboard.route") == "failover"
+    # Built after the answer, the spans keep the times of what they describe, in order.
+    times = [(s.start_time or 0, s.end_time or 0) for s in (server, first, second)]
+    (server_start, server_end), (first_start, first_end), (second_start, second_end) = times
+    assert server_start < first_start < first_end <= second_start < second_end < server_end
     failovers = sidecar.metrics.registry.get_sample_value(
         "switchboard_failovers_total",
         {"feature": FEATURE, "route": "failover", "provider": "primary", "model": "p-mini"}

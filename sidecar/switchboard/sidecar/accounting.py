@@ -2,8 +2,9 @@
 
 Owns charging a paid attempt (price it, add it to the request's total, the budgets and the
 ledger, count its tokens and cost), releasing an attempt's budget hold, the request counter,
-the `x-switchboard-*` response headers (with the overhead histogram) and the usage and content
-attributes of spans. The prices and decisions come from the core; this module applies them.
+the `x-switchboard-*` response headers (with the overhead histogram) and the notes of the answer
+(usage, content) for the request's span. The prices and decisions come from the core; this
+module applies them.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ import time
 from datetime import datetime
 from decimal import Decimal
 
-from opentelemetry import trace
-
 from switchboard.api import names
 from switchboard.config.runtime import ModelRuntime
 from switchboard.ledger.base import SpendRecord
@@ -23,7 +22,6 @@ from switchboard.ledger.ids import new_record_id
 from switchboard.pricing.cost import ZERO, Usage, cost_of, format_usd
 from switchboard.sidecar.call import Answer, Call
 from switchboard.sidecar.deps import Deps
-from switchboard.telemetry import spans
 
 BUDGET_HEADER = {"alert": "warning", "downgrade": "downgraded"}
 
@@ -86,11 +84,12 @@ def estimated_usage(call: Call, answer: Answer) -> Usage:
 
 
 def escalated(call: Call, model: ModelRuntime, reason: str, deps: Deps) -> None:
-    """A cascade step failed its quality gate: count a failover and note it in the span."""
+    """A cascade step failed its quality gate: count a failover and note it for the span."""
     deps.metrics.failovers.labels(
         call.facts.feature, call.route.name, model.provider.name, model.name, "quality"
     ).inc()
-    call.span.add_event("cascade.escalate", {"model": model.name, "reason": reason})
+    event = {"model": model.name, "reason": reason}
+    call.events.append(("cascade.escalate", event, time.time_ns()))
 
 
 def _overhead_ms(call: Call) -> float:
@@ -125,24 +124,16 @@ def count(call: Call, provider: str, model: str, status: int, deps: Deps) -> Non
     ).inc()
 
 
-def usage_attributes(
-    span: trace.Span,
-    usage: Usage | None,
-    response_model: str | None,
-    extra: dict[str, str] | None = None,
+def answered(
+    call: Call, provider: str | None, usage: Usage | None, response_model: str | None
 ) -> None:
-    """The response model and token counts (and `extra`) on `span`, in one call."""
-    values: dict[str, str | int] = dict(extra) if extra else {}
-    if response_model:
-        values[spans.RESPONSE_MODEL] = response_model
-    if usage is not None:
-        values[spans.INPUT_TOKENS] = usage.input_tokens
-        values[spans.OUTPUT_TOKENS] = usage.output_tokens
-    if values:
-        span.set_attributes(values)
+    """Note the answer the client gets, for the request's span."""
+    call.answered_by = provider
+    call.usage = usage
+    call.response_model = response_model
 
 
 def capture_output(call: Call, text: str, finish_reason: str | None) -> None:
-    """The answer in the request's span, only when the policy opts in (captureContent)."""
+    """Keep the answer for the request's span, only when the policy opts in (captureContent)."""
     if call.endpoint == "chat" and call.runtime.config.spec.telemetry.capture_content:
-        call.span.set_attribute(spans.COMPLETION, spans.output_messages(text, finish_reason))
+        call.completion = (text, finish_reason)

@@ -19,7 +19,7 @@ from switchboard.config.runtime import ModelRuntime
 from switchboard.pricing.cost import ZERO
 from switchboard.providers import openai_compat as oai
 from switchboard.routing.strategies import Plan
-from switchboard.sidecar.accounting import capture_output, count, response_headers, usage_attributes
+from switchboard.sidecar.accounting import answered, capture_output, count, response_headers
 from switchboard.sidecar.call import Answer, Call
 from switchboard.sidecar.deps import Deps
 from switchboard.sidecar.refusals import (
@@ -32,7 +32,6 @@ from switchboard.sidecar.refusals import (
 from switchboard.sidecar.responsecache import CachedResponse
 from switchboard.sidecar.stream_relay import stream_response
 from switchboard.sidecar.streaming import stream_tail
-from switchboard.telemetry import spans
 
 
 def error_response(
@@ -69,8 +68,7 @@ def upstream_answer(
         )
         deps.cache.put(call.route.name, key, entry, call.route.spec.cache.max_entries)
     result = answer.result
-    provider = {spans.PROVIDER: model.provider.name}
-    usage_attributes(call.span, result.usage, result.response_model, provider)
+    answered(call, model.provider.name, result.usage, result.response_model)
     capture_output(call, result.text, result.finish_reason)
     count(call, model.provider.name, model.name, 200, deps)
     headers = response_headers(call, model.provider.name, model.name, cache_state, call.spent, deps)
@@ -84,7 +82,7 @@ async def cached_answer(
     feature, route = call.facts.feature, call.route.name
     deps.metrics.cache_hits.labels(feature, route).inc()
     deps.metrics.cache_saved.labels(feature, route).inc(float(hit.cost))
-    call.span.set_attribute(spans.CACHE, "hit")
+    call.cache = "hit"
     count(call, hit.provider, hit.model, 200, deps)
     headers = response_headers(call, hit.provider, hit.model, "hit", ZERO, deps)
     if not call.stream:

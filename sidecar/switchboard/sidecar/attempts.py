@@ -1,5 +1,5 @@
 """Edge: the tries of one target — retries with backoff, a budget hold per paid attempt, and
-each upstream exchange in its own client span.
+each upstream exchange noted for its client span (`AttemptNote`).
 
 `try_target` is the retry loop of one step of the plan (a 429, an open breaker or an error
 that is not retryable moves on at once); `_exchange` sends one request through `Upstream` and
@@ -14,8 +14,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import replace
 
-from opentelemetry.trace import SpanKind, Status, StatusCode
-
 from switchboard.config.runtime import ModelRuntime
 from switchboard.providers import openai_compat as oai
 from switchboard.providers.client_request import Endpoint
@@ -23,8 +21,8 @@ from switchboard.providers.sse import SSEEvent, SSEParser
 from switchboard.routing.breaker import TargetHealth, breaker_state
 from switchboard.routing.retry import backoff_seconds, retry_allowed
 from switchboard.routing.strategies import expected_cost
-from switchboard.sidecar.accounting import release, usage_attributes
-from switchboard.sidecar.call import Answer, Call, OpenStream, Outcome
+from switchboard.sidecar.accounting import release
+from switchboard.sidecar.call import Answer, AttemptNote, Call, OpenStream, Outcome
 from switchboard.sidecar.deps import Deps
 from switchboard.sidecar.upstream import (
     UPSTREAM_FAILURES,
@@ -32,7 +30,6 @@ from switchboard.sidecar.upstream import (
     UpstreamResponse,
     error_of_exception,
 )
-from switchboard.telemetry import spans
 from switchboard.telemetry.redact import redact
 
 PATHS: Mapping[Endpoint, str] = {"chat": "/chat/completions", "embeddings": "/embeddings"}
@@ -88,41 +85,35 @@ async def try_target(call: Call, model: ModelRuntime, deps: Deps) -> Outcome | N
 
 
 async def _attempt(call: Call, model: ModelRuntime, deps: Deps) -> Outcome:
-    """One upstream request, in a child span."""
+    """One upstream request, noted for its span."""
     provider = model.provider
     if call.endpoint == "chat":
         payload = oai.build_chat_body(call.body, model.upstream_model, stream=call.stream)
     else:
         payload = oai.build_embeddings_body(call.body, model.upstream_model)
-    with spans.started(
-        deps.tracer,
-        f"{'chat' if call.endpoint == 'chat' else 'embeddings'} {model.upstream_model}",
-        parent=call.span,
-        kind=SpanKind.CLIENT,
-        attributes={
-            spans.OPERATION: call.endpoint if call.endpoint == "chat" else "embeddings",
-            spans.PROVIDER: provider.name,
-            spans.REQUEST_MODEL: model.upstream_model,
-            spans.ATTEMPT: call.attempts,
-            spans.ROUTE: call.route.name,
-        },
-    ) as span:
-        begun = time.perf_counter()
+    note = AttemptNote(model, call.attempts, time.time_ns())
+    call.tried.append(note)
+    begun = time.perf_counter()
+    try:
         outcome = await _exchange(call, model, payload, deps.upstream)
-        if isinstance(outcome, oai.UpstreamError) and provider.api_key is not None:
-            # Providers quote the key they refused; a key of any shape stays out of spans/answers.
-            message = redact(outcome.message, [provider.api_key.value])
-            outcome = replace(outcome, message=message)
-        elapsed = time.perf_counter() - begun
-        call.upstream_seconds += elapsed
-        if isinstance(outcome, oai.UpstreamError):
-            span.set_attribute(spans.ERROR_KIND, outcome.kind)
-            span.set_status(Status(StatusCode.ERROR, outcome.message))
-        else:
-            deps.targets.succeeded(model, elapsed, deps.clock.monotonic())
-            if isinstance(outcome, Answer):
-                usage_attributes(span, outcome.result.usage, outcome.result.response_model)
-        return outcome
+    except Exception as exc:
+        note.exception = exc
+        raise
+    finally:
+        note.end_ns = time.time_ns()
+    if isinstance(outcome, oai.UpstreamError) and provider.api_key is not None:
+        # Providers quote the key they refused; a key of any shape stays out of spans/answers.
+        outcome = replace(outcome, message=redact(outcome.message, [provider.api_key.value]))
+    elapsed = time.perf_counter() - begun
+    call.upstream_seconds += elapsed
+    if isinstance(outcome, oai.UpstreamError):
+        note.error = outcome
+    else:
+        deps.targets.succeeded(model, elapsed, deps.clock.monotonic())
+        if isinstance(outcome, Answer):
+            note.usage = outcome.result.usage
+            note.response_model = outcome.result.response_model
+    return outcome
 
 
 async def _exchange(call: Call, model: ModelRuntime, payload: bytes, upstream: Upstream) -> Outcome:

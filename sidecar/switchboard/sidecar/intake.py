@@ -20,6 +20,8 @@ from switchboard.sidecar.answers import error_response
 from switchboard.sidecar.attribution import Identity, request_facts
 from switchboard.sidecar.call import Call
 
+TRACE_HEADERS = ("traceparent", "tracestate")
+
 
 async def read_body(request: web.Request, limit: int) -> bytes | web.Response:
     """The request body, or the error answer when it is compressed, over `limit` bytes or
@@ -66,6 +68,7 @@ def incoming_call(
     runtime: RuntimeConfig,
     identity: Identity,
     started: float,
+    start_ns: int,
 ) -> Call | web.Response:
     """The request as a routed `Call`, or the error answer when it is invalid or unrouted."""
     spec = runtime.config.spec
@@ -99,4 +102,7 @@ def incoming_call(
             param="model",
         )
     stream = endpoint == "chat" and body.get("stream") is True
-    return Call(endpoint, body, runtime, facts, route, stream, started)
+    call = Call(endpoint, body, runtime, facts, route, stream, started, start_ns)
+    if "traceparent" in headers:
+        call.trace_headers = {k: headers[k] for k in TRACE_HEADERS if k in headers}
+    return call

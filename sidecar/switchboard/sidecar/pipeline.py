@@ -1,11 +1,12 @@
 """Edge: one request from the application to an answer, composing the pure core.
 
-intake (body, validation, attribution, route) -> span -> cache -> budget -> plan (strategy,
+intake (body, validation, attribution, route) -> cache -> budget -> plan (strategy,
 residency, breaker) -> each step of the plan in order: the tries of one target (`attempts`),
 failover to the next on an error, and for `cascade` a quality gate on every step but the last
--> the answer (`answers`) or the relayed stream (`stream_relay`); cost, ledger, metrics and
-span attributes are recorded by `accounting` as each paid attempt is priced. Every decision is
-made by a pure function; this module gathers inputs and applies results.
+-> the answer (`answers`) or the relayed stream (`stream_relay`); cost, ledger and metrics are
+recorded by `accounting` as each paid attempt is priced, and the request's spans are built from
+the call once the answer is out (`request_spans`). Every decision is made by a pure function;
+this module gathers inputs and applies results.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ import time
 from typing import Literal
 
 from aiohttp import web
-from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from switchboard.cache.keys import cache_key, cacheable
 from switchboard.providers import openai_compat as oai
 from switchboard.providers.client_request import Endpoint
 from switchboard.routing.quality import quality_failure
 from switchboard.routing.strategies import expected_cost, plan_attempts
+from switchboard.sidecar import request_spans
 from switchboard.sidecar.accounting import charge, escalated, estimated_usage, release
 from switchboard.sidecar.answers import (
     all_failed,
@@ -35,7 +36,6 @@ from switchboard.sidecar.call import Answer, Call
 from switchboard.sidecar.deps import Clock, Deps
 from switchboard.sidecar.intake import incoming_call, read_body
 from switchboard.sidecar.stream_relay import buffer_stream, pipe_stream, replay_stream
-from switchboard.telemetry import spans
 
 # Clock lives in `deps`; it stays importable from here, where tests have always found it.
 __all__ = ["Clock", "run"]
@@ -44,43 +44,28 @@ __all__ = ["Clock", "run"]
 async def run(request: web.Request, endpoint: Endpoint, deps: Deps) -> web.StreamResponse:
     """Answer one OpenAI API request."""
     started = time.perf_counter()
+    start_ns = time.time_ns()
     runtime = deps.holder.current
     spec = runtime.config.spec
     raw = await read_body(request, spec.limits.max_body_bytes)
     if not isinstance(raw, bytes):
         return raw
-    call = incoming_call(endpoint, raw, request.headers, runtime, deps.identity, started)
+    call = incoming_call(endpoint, raw, request.headers, runtime, deps.identity, started, start_ns)
     if not isinstance(call, Call):
         return call
-    facts, route = call.facts, call.route
-    operation = "chat" if endpoint == "chat" else "embeddings"
-    with spans.started(
-        deps.tracer,
-        f"{operation} {facts.requested_model}",
-        context=spans.incoming_context(request.headers),
-        kind=SpanKind.SERVER,
-        attributes={
-            spans.OPERATION: operation,
-            spans.REQUEST_MODEL: facts.requested_model,
-            spans.FEATURE: facts.feature,
-            spans.TEAM: facts.team or "",
-            spans.ROUTE: route.name,
-        },
-    ) as span:
-        call.span = span
-        if endpoint == "chat" and spec.telemetry.capture_content:
-            span.set_attribute(spans.PROMPT, spans.input_messages(call.body["messages"]))
-        try:
-            response = await _serve(request, call, deps)
-        finally:
-            release(call, deps)
-        span.set_attribute(spans.COST, float(call.spent))
-        if response.status >= 400:
-            span.set_status(Status(StatusCode.ERROR))
-        deps.metrics.duration.labels(facts.feature, route.name, str(response.status)).observe(
-            time.perf_counter() - started
-        )
-        return response
+    try:
+        response = await _serve(request, call, deps)
+    except Exception as exc:
+        call.exception = exc
+        raise
+    finally:
+        release(call, deps)
+        request_spans.schedule(call, deps.tracer)
+    call.status = response.status
+    deps.metrics.duration.labels(call.facts.feature, call.route.name, str(response.status)).observe(
+        time.perf_counter() - started
+    )
+    return response
 
 
 async def _serve(request: web.Request, call: Call, deps: Deps) -> web.StreamResponse:
@@ -97,7 +82,7 @@ async def _serve(request: web.Request, call: Call, deps: Deps) -> web.StreamResp
         if hit is not None:
             return await cached_answer(request, call, deps, hit)
         cache_state = "miss"
-    call.span.set_attribute(spans.CACHE, cache_state)
+    call.cache = cache_state
     estimate = max(expected_cost(t.model, call.facts) for t in (*route.targets, *route.fallback))
     call.budget = await deps.budgets.check(call.runtime, call.facts.feature, estimate)
     if call.budget.action == "block":

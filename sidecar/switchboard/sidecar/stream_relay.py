@@ -14,16 +14,15 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from opentelemetry.trace import Status, StatusCode
 
 from switchboard.config.runtime import ModelRuntime
 from switchboard.providers import openai_compat as oai
 from switchboard.sidecar.accounting import (
+    answered,
     capture_output,
     charge,
     count,
     response_headers,
-    usage_attributes,
 )
 from switchboard.sidecar.call import Call, OpenStream
 from switchboard.sidecar.deps import Deps
@@ -168,7 +167,7 @@ async def pipe_stream(
             opened.response.close()
         usage, estimated = tally.billed_usage(call.facts.prompt_tokens)
         await charge(call, model, usage, deps, estimated=estimated)
-        usage_attributes(call.span, usage, tally.response_model)
+        answered(call, model.provider.name, usage, tally.response_model)
         capture_output(call, tally.text, None)
         status = 499 if gone else 200 if broken is None else 502
         count(call, model.provider.name, model.name, status, deps)
@@ -190,7 +189,7 @@ async def pipe_stream(
                 deps.cache.put(call.route.name, key, entry, call.route.spec.cache.max_entries)
         else:
             deps.metrics.upstream_errors.labels(model.provider.name, model.name, "stream_cut").inc()
-            call.span.set_status(Status(StatusCode.ERROR, broken))
+            call.broken = broken
             await response.write_eof(
                 error_event(f"upstream stream broke: {broken}") + cost_comment(call.spent)
             )

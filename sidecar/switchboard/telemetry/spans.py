@@ -9,15 +9,9 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from types import TracebackType
 
 import orjson
-from opentelemetry import trace
-from opentelemetry.context import Context
-from opentelemetry.propagate import extract
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.trace import SpanKind, Status, StatusCode
-from opentelemetry.util.types import AttributeValue
 
 from switchboard.telemetry.tracing import NoTracing, Tracing
 
@@ -107,53 +101,6 @@ Tracer = Tracing | NoTracing
 def tracer_from(tracing: Tracing | None) -> Tracer:
     """The sidecar's tracer; one that records nothing when no exporter is configured."""
     return NoTracing() if tracing is None else tracing
-
-
-class started:
-    """A span for the block: like `tracer.start_as_current_span`, it records an exception that
-    escapes the block (event and ERROR status) and ends the span on exit, but it does not make
-    the span the current one, which saves two context switches per span on the request path.
-    The sidecar hands parents over explicitly (`parent=`), so nothing reads the current span.
-    """
-
-    __slots__ = ("span",)
-
-    def __init__(
-        self,
-        tracer: Tracer,
-        name: str,
-        *,
-        kind: SpanKind,
-        attributes: Mapping[str, AttributeValue],
-        context: Context | None = None,
-        parent: trace.Span | None = None,
-    ) -> None:
-        self.span = tracer.start(
-            name, kind=kind, attributes=attributes, parent=parent, context=context
-        )
-
-    def __enter__(self) -> trace.Span:
-        return self.span
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        span = self.span
-        # As `trace.use_span`: only Exception subclasses are errors (not CancelledError etc.).
-        if isinstance(exc, Exception) and span.is_recording():
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-        span.end()
-
-
-def incoming_context(headers: Mapping[str, str]) -> Context | None:
-    """The trace context a request carries (W3C traceparent), if any."""
-    if "traceparent" not in headers:
-        return None
-    return extract(headers)
 
 
 def default_env() -> Mapping[str, str]:

@@ -48,6 +48,8 @@ class Tracing:
     """Where the sidecar's spans go: `start` one, and it reaches `processor` when it ends, as
     a `ReadableSpan` for an SDK span processor, or as it is for a `SpanSink`."""
 
+    records = True
+
     def __init__(
         self,
         processor: SpanProcessor | SpanSink,
@@ -76,14 +78,18 @@ class Tracing:
         attributes: Mapping[str, AttributeValue],
         parent: trace.Span | None = None,
         context: Context | None = None,
+        start_time: int | None = None,
     ) -> trace.Span:
         """A started span, child of `parent` (a span of this sidecar) or else of the remote
-        span in `context` (an incoming traceparent), else the root of a new trace."""
+        span in `context` (an incoming traceparent), else the root of a new trace; it started
+        at `start_time` (ns since the epoch), or now."""
         if parent is not None:
             if not isinstance(parent, RecordedSpan):
                 return trace.INVALID_SPAN  # the parent was not sampled: neither is the child
             up = parent.get_span_context()
-            return RecordedSpan(self, name, kind, attributes, up.trace_id, up.trace_state, up)
+            return RecordedSpan(
+                self, name, kind, attributes, up.trace_id, up.trace_state, up, start_time
+            )
         remote = trace.get_current_span(context).get_span_context() if context else None
         if remote is not None and not remote.is_valid:
             remote = None
@@ -93,7 +99,9 @@ class Tracing:
             return trace.INVALID_SPAN  # (RECORD_ONLY too: no built-in sampler says it)
         if decision.attributes:
             attributes = {**attributes, **decision.attributes}
-        return RecordedSpan(self, name, kind, attributes, trace_id, decision.trace_state, remote)
+        return RecordedSpan(
+            self, name, kind, attributes, trace_id, decision.trace_state, remote, start_time
+        )
 
     def shutdown(self) -> None:
         self.processor.shutdown()
@@ -105,6 +113,8 @@ class Tracing:
 class NoTracing:
     """No exporter configured: every span is the invalid, non-recording one."""
 
+    records = False
+
     def start(
         self,
         name: str,
@@ -113,6 +123,7 @@ class NoTracing:
         attributes: Mapping[str, AttributeValue],
         parent: trace.Span | None = None,
         context: Context | None = None,
+        start_time: int | None = None,
     ) -> trace.Span:
         return trace.INVALID_SPAN
 
@@ -136,6 +147,7 @@ class RecordedSpan(trace.Span):
         trace_id: int,
         trace_state: trace.TraceState | None,
         parent: SpanContext | None,
+        start_time: int | None = None,
     ) -> None:
         self._tracing = tracing
         self.name = name
@@ -145,7 +157,7 @@ class RecordedSpan(trace.Span):
         self.parent = parent
         self.events: list[Event] = []
         self.status = UNSET
-        self.start_time = time.time_ns()
+        self.start_time = start_time or time.time_ns()
         self.end_time: int | None = None
         self.resource = tracing.resource
         self.instrumentation_scope = tracing.scope
