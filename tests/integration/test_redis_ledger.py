@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -187,8 +186,8 @@ async def test_values_beyond_twelve_digits_are_added_exactly_in_a_batch(
     ledgers: LedgerFactory,
 ) -> None:
     ledger = ledgers()
-    huge = replace(  # beyond 2^53, where a sum of Lua numbers would round
-        spend(1, "123456789012345679.9", feature="whale"), usage=Usage(10**17 + 1, 3, 10**16 + 3)
+    huge = spend(1, "123456789012345679.9", feature="whale")._replace(
+        usage=Usage(10**17 + 1, 3, 10**16 + 3)  # beyond 2^53, where a sum of Lua numbers rounds
     )
     small = spend(2, "0.000000000001", feature="whale")
     await ledger.record(huge)
@@ -289,7 +288,7 @@ async def test_record_never_waits_for_redis_and_an_outage_keeps_records_in_the_o
         await ledger.record(record)
         assert time.monotonic() - started < 0.1
     await ledger.flush()  # Redis refuses: the records stay, fsync'd
-    assert outbox_lines(tmp_path / "outbox-0.jsonl") == [record_line(r) for r in records]
+    assert outbox_lines(tmp_path / "outbox-0.jsonl") == [record_line(r).decode() for r in records]
     with pytest.raises(LedgerUnavailable):
         await ledger.totals(NS, FEATURE, window_of("daily", AT))
 
@@ -372,7 +371,7 @@ async def test_start_replays_a_leftover_replaying_file_and_a_torn_line_is_kept_a
 ) -> None:
     records = awkward_costs(20)
     outbox = tmp_path / "box.jsonl"
-    lines = [record_line(r) for r in records]
+    lines = [record_line(r).decode() for r in records]
     outbox.with_name("box.jsonl.replaying").write_text("\n".join(lines[:10]) + "\n")
     outbox.write_text("\n".join(lines[10:]) + "\n" + lines[0][:25])  # killed mid-write
     ledger = ledgers("box.jsonl")
@@ -386,14 +385,14 @@ async def test_start_replays_a_leftover_replaying_file_and_a_torn_line_is_kept_a
 def test_a_torn_last_line_does_not_swallow_the_next_record(tmp_path: Path) -> None:
     records = awkward_costs(3)
     path = tmp_path / "box.jsonl"
-    path.write_text(record_line(records[0]) + "\n" + record_line(records[1])[:30])
+    path.write_bytes(record_line(records[0]) + b"\n" + record_line(records[1])[:30])
     outbox = Outbox(path)
-    outbox.append(record_line(records[2]).encode())
+    outbox.append(record_line(records[2]))
     outbox.close()
     assert outbox_lines(path) == [
-        record_line(records[0]),
-        record_line(records[1])[:30],
-        record_line(records[2]),
+        record_line(records[0]).decode(),
+        record_line(records[1])[:30].decode(),
+        record_line(records[2]).decode(),
     ]
 
 

@@ -21,20 +21,27 @@ _TEXT_FIELDS = ("id", "namespace", "feature", "team", "provider", "model", "rout
 _TOKEN_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens")
 
 
-def record_line(record: SpendRecord) -> str:
-    """`record` as one line of JSON, without the newline."""
+def record_line(record: SpendRecord) -> bytes:
+    """`record` as one line of JSON, without the newline (orjson writes `at` as isoformat)."""
     usage = record.usage
-    doc: dict[str, object] = {
-        "v": FORMAT_VERSION,
-        **{name: getattr(record, name) for name in _TEXT_FIELDS},
-        "at": record.at.isoformat(),
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "cached_input_tokens": usage.cached_input_tokens,
-        "cost": str(record.cost),
-        "estimated": record.estimated,
-    }
-    return orjson.dumps(doc).decode()
+    return orjson.dumps(
+        {
+            "v": FORMAT_VERSION,
+            "id": record.id,
+            "namespace": record.namespace,
+            "feature": record.feature,
+            "team": record.team,
+            "provider": record.provider,
+            "model": record.model,
+            "route": record.route,
+            "at": record.at,
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cached_input_tokens": usage.cached_input_tokens,
+            "cost": str(record.cost),
+            "estimated": record.estimated,
+        }
+    )
 
 
 def _text(doc: Mapping[str, object], name: str) -> str:

@@ -144,7 +144,7 @@ class RedisLedger:
         """Put `record` in the outbox (it is then safe) and let the applier take it to Redis."""
         self._ensure_started()
         try:
-            self._outbox.append(record_line(record).encode())
+            self._outbox.append(record_line(record))
         except OSError as exc:
             # The outbox cannot be written (a full or read-only disk): take the record to
             # Redis before the answer instead, as the only copy must not be lost.

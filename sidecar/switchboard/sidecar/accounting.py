@@ -9,7 +9,6 @@ module applies them.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from datetime import datetime
@@ -22,6 +21,7 @@ from switchboard.ledger.ids import new_record_id
 from switchboard.pricing.cost import ZERO, Usage, cost_of, format_usd
 from switchboard.sidecar.call import Answer, Call
 from switchboard.sidecar.deps import Deps
+from switchboard.sidecar.request_spans import record_spans
 
 BUDGET_HEADER = {"alert": "warning", "downgrade": "downgraded"}
 
@@ -38,7 +38,7 @@ async def charge(
     # The attempt's hold goes with the booking: until the spend is counted, the hold is, so
     # no budget check in between sees neither.
     held, call.held = call.held, ZERO
-    asyncio.get_running_loop().call_soon(_book, call, model, usage, cost, at, held, deps)
+    deps.soon(_book, call, model, usage, cost, at, held, deps)
     await deps.ledger.record(
         SpendRecord(
             id=new_record_id(),
@@ -73,8 +73,9 @@ def _book(
 
 def release(call: Call, deps: Deps) -> None:
     """Give back the budget the attempt in flight holds (nothing when it holds none)."""
-    deps.budgets.release(call.runtime, call.facts.feature, call.held)
-    call.held = ZERO
+    if call.held:
+        deps.budgets.release(call.runtime, call.facts.feature, call.held)
+        call.held = ZERO
 
 
 def estimated_usage(call: Call, answer: Answer) -> Usage:
@@ -99,9 +100,9 @@ def _overhead_ms(call: Call) -> float:
 def response_headers(
     call: Call, provider: str, model: str, cache: str, cost: Decimal | None, deps: Deps
 ) -> dict[str, str]:
-    """The `x-switchboard-*` headers; observes the sidecar's overhead so far."""
+    """The `x-switchboard-*` headers; notes the sidecar's overhead so far (for `finished`)."""
     overhead = _overhead_ms(call)
-    deps.metrics.overhead.labels(call.route.name).observe(overhead / 1000)
+    call.overhead = overhead / 1000
     headers = {
         names.RESPONSE_PROVIDER: provider,
         names.RESPONSE_MODEL: model,
@@ -117,11 +118,28 @@ def response_headers(
     return headers
 
 
-def count(call: Call, provider: str, model: str, status: int, deps: Deps) -> None:
-    """Count the request once, with the status the client got."""
-    deps.metrics.requests.labels(
-        call.facts.feature, call.team, provider, model, call.route.name, str(status)
-    ).inc()
+def count(call: Call, provider: str, model: str, status: int) -> None:
+    """Count the request once, with the status the client got (in `finished`)."""
+    call.counted = (provider, model, status)
+
+
+def finished(call: Call, deps: Deps, seconds: float, end_ns: int) -> None:
+    """What is recorded of a request once its answer is out (run at the loop's turn after
+    `pipeline.run` returned it): the request counter, the overhead and duration histograms and
+    the request's spans."""
+    route = call.route.name
+    metrics = deps.metrics
+    if call.counted is not None:
+        provider, model, status = call.counted
+        metrics.requests.labels(
+            call.facts.feature, call.team, provider, model, route, str(status)
+        ).inc()
+    if call.overhead is not None:
+        metrics.overhead.labels(route).observe(call.overhead)
+    if call.status is not None:
+        metrics.duration.labels(call.facts.feature, route, str(call.status)).observe(seconds)
+    if deps.tracer.records:
+        record_spans(call, deps.tracer, end_ns)
 
 
 def answered(

@@ -70,7 +70,7 @@ def upstream_answer(
     result = answer.result
     answered(call, model.provider.name, result.usage, result.response_model)
     capture_output(call, result.text, result.finish_reason)
-    count(call, model.provider.name, model.name, 200, deps)
+    count(call, model.provider.name, model.name, 200)
     headers = response_headers(call, model.provider.name, model.name, cache_state, call.spent, deps)
     return web.Response(body=answer.raw, content_type="application/json", headers=headers)
 
@@ -83,7 +83,7 @@ async def cached_answer(
     deps.metrics.cache_hits.labels(feature, route).inc()
     deps.metrics.cache_saved.labels(feature, route).inc(float(hit.cost))
     call.cache = "hit"
-    count(call, hit.provider, hit.model, 200, deps)
+    count(call, hit.provider, hit.model, 200)
     headers = response_headers(call, hit.provider, hit.model, "hit", ZERO, deps)
     if not call.stream:
         return web.Response(body=hit.body, content_type="application/json", headers=headers)
@@ -98,7 +98,7 @@ def no_target(call: Call, plan: Plan, deps: Deps) -> web.Response:
     refusal = no_target_refusal(call.route.name, call.facts.region, plan.wait_seconds, plan.skipped)
     retry_after = refusal.retry_after
     headers = None if retry_after is None else {"Retry-After": str(retry_after)}
-    count(call, "", "", refusal.status, deps)
+    count(call, "", "", refusal.status)
     return error_response(
         refusal.status, refusal.message, refusal.type_, code=refusal.code, headers=headers
     )
@@ -106,7 +106,7 @@ def no_target(call: Call, plan: Plan, deps: Deps) -> web.Response:
 
 def budget_blocked(call: Call, decision: BudgetDecision, deps: Deps) -> web.Response:
     """429 naming the budget, its limit and when its period ends (Retry-After)."""
-    count(call, "", "", 429, deps)
+    count(call, "", "", 429)
     headers = {
         "Retry-After": str(budget_retry_after(decision, deps.clock.now())),
         names.RESPONSE_BUDGET: "blocked",
@@ -121,7 +121,7 @@ def passthrough_error(
 ) -> web.Response:
     """The provider rejected the request itself: its 4xx, without trying other targets."""
     refusal = rejection_refusal(model.provider.name, error)
-    count(call, model.provider.name, model.name, refusal.status, deps)
+    count(call, model.provider.name, model.name, refusal.status)
     return error_response(
         refusal.status,
         refusal.message,
@@ -138,7 +138,7 @@ def all_failed(call: Call, deps: Deps) -> web.Response:
     refusal = failure_refusal(call.failures)
     if refusal.retry_after is not None:
         headers["Retry-After"] = str(refusal.retry_after)
-    count(call, model.provider.name, model.name, refusal.status, deps)
+    count(call, model.provider.name, model.name, refusal.status)
     return error_response(
         refusal.status, refusal.message, refusal.type_, code=refusal.code, headers=headers
     )

@@ -90,6 +90,7 @@ def create_app(
     handlers.add_routes(app)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
+        deps.loop = asyncio.get_running_loop()
         await deps.ledger.start()
         tasks = [
             asyncio.create_task(

@@ -39,9 +39,9 @@ class AttemptNote:
 class Call:
     """One request in flight.
 
-    The fields after `failures` note what the request's spans will say; the pipeline fills
-    them as things happen and `trace.record_spans` reads them once the answer is out, so that
-    recording spans costs the request nothing before its answer.
+    The fields after `failures` note what the request's metrics and spans will say; the
+    pipeline fills them as things happen and `accounting.finished` records them once the answer
+    is out, so that recording costs the request nothing before its answer.
     """
 
     endpoint: Endpoint
@@ -73,6 +73,10 @@ class Call:
     """The answer's text and finish reason, kept only when the policy captures content."""
     broken: str | None = None
     """Why a stream that had started broke off."""
+    counted: tuple[str, str, int] | None = None
+    """(provider, model, status) for the request counter, once an answer was chosen."""
+    overhead: float | None = None
+    """The sidecar's own seconds before the answer's headers."""
     status: int | None = None
     """The status the client got, once the pipeline returned an answer."""
     exception: Exception | None = None

@@ -4,8 +4,8 @@ intake (body, validation, attribution, route) -> cache -> budget -> plan (strate
 residency, breaker) -> each step of the plan in order: the tries of one target (`attempts`),
 failover to the next on an error, and for `cascade` a quality gate on every step but the last
 -> the answer (`answers`) or the relayed stream (`stream_relay`); cost, ledger and metrics are
-recorded by `accounting` as each paid attempt is priced, and the request's spans are built from
-the call once the answer is out (`request_spans`). Every decision is made by a pure function;
+recorded by `accounting` as each paid attempt is priced, and the request metrics and spans once
+the answer is out (`accounting.finished`). Every decision is made by a pure function;
 this module gathers inputs and applies results.
 """
 
@@ -21,8 +21,7 @@ from switchboard.providers import openai_compat as oai
 from switchboard.providers.client_request import Endpoint
 from switchboard.routing.quality import quality_failure
 from switchboard.routing.strategies import expected_cost, plan_attempts
-from switchboard.sidecar import request_spans
-from switchboard.sidecar.accounting import charge, escalated, estimated_usage, release
+from switchboard.sidecar.accounting import charge, escalated, estimated_usage, finished, release
 from switchboard.sidecar.answers import (
     all_failed,
     budget_blocked,
@@ -60,11 +59,8 @@ async def run(request: web.Request, endpoint: Endpoint, deps: Deps) -> web.Strea
         raise
     finally:
         release(call, deps)
-        request_spans.schedule(call, deps.tracer)
+        deps.soon(finished, call, deps, time.perf_counter() - started, time.time_ns())
     call.status = response.status
-    deps.metrics.duration.labels(call.facts.feature, call.route.name, str(response.status)).observe(
-        time.perf_counter() - started
-    )
     return response
 
 

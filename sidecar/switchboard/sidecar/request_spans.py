@@ -4,13 +4,11 @@ The pipeline notes on the `Call` what the spans will say as it happens (when eac
 and how it ended, the cache state, the answer's usage, a cascade's escalations, an error), and
 `record_spans` turns those notes into one SERVER span and a CLIENT child per upstream attempt,
 with their real start and end times, at the loop's turn after the answer was written
-(`schedule`). Sampling, ids and attributes thus cost the request nothing before its answer.
+(`accounting.finished`). Sampling, ids and attributes thus cost the request nothing before its
+answer.
 """
 
 from __future__ import annotations
-
-import asyncio
-import time
 
 from opentelemetry import trace
 from opentelemetry.propagate import extract
@@ -18,12 +16,6 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from switchboard.sidecar.call import AttemptNote, Call
 from switchboard.telemetry import spans
-
-
-def schedule(call: Call, tracer: spans.Tracer) -> None:
-    """Record the call's spans once the loop's current step (which writes the answer) ends."""
-    if tracer.records:
-        asyncio.get_running_loop().call_soon(record_spans, call, tracer, time.time_ns())
 
 
 def record_spans(call: Call, tracer: spans.Tracer, end_ns: int) -> None:

@@ -116,7 +116,7 @@ async def replay_stream(
     await response.prepare(request)
     await response.write_eof(data + stream_tail(tally.usage_event, call.body, call.spent))
     capture_output(call, tally.text, None)
-    count(call, model.provider.name, model.name, 200, deps)
+    count(call, model.provider.name, model.name, 200)
     return response
 
 
@@ -170,7 +170,7 @@ async def pipe_stream(
         answered(call, model.provider.name, usage, tally.response_model)
         capture_output(call, tally.text, None)
         status = 499 if gone else 200 if broken is None else 502
-        count(call, model.provider.name, model.name, status, deps)
+        count(call, model.provider.name, model.name, status)
     if gone:
         return response
     try:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -132,10 +131,10 @@ def test_a_call_passes_cost_as_dollars_and_picodollars_and_the_windows_expiries(
 def test_records_of_one_feature_and_day_share_their_window_keys() -> None:
     next_day = AT + timedelta(seconds=1)  # Monday Nov 30: a new day and week, the same month
     records = [
-        replace(record(), id="a"),
-        replace(record(), id="b", feature="search"),
-        replace(record(), id="c"),
-        replace(record(), id="d", at=next_day),
+        record()._replace(id="a"),
+        record()._replace(id="b", feature="search"),
+        record()._replace(id="c"),
+        record()._replace(id="d", at=next_day),
     ]
     (call,) = apply_calls("sb", records)
     assert call.args[1] == "3"
@@ -155,8 +154,8 @@ def test_records_of_one_feature_and_day_share_their_window_keys() -> None:
 
 
 def test_calls_split_by_namespace_and_size() -> None:
-    other = [replace(record(), id=f"o{i}", namespace="ops") for i in range(3)]
-    many = [replace(record(), id=f"m{i}") for i in range(MAX_RECORDS_PER_CALL + 1)]
+    other = [record()._replace(id=f"o{i}", namespace="ops") for i in range(3)]
+    many = [record()._replace(id=f"m{i}") for i in range(MAX_RECORDS_PER_CALL + 1)]
     calls = apply_calls("sb", [*many[:2], *other, *many[2:]])
     slots = [{key.split("{")[1].split("}")[0] for key in call.keys} for call in calls]
     assert slots == [{"shop"}, {"shop"}, {"ops"}]

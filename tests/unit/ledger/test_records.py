@@ -28,7 +28,7 @@ RECORD = SpendRecord(
 
 
 def test_a_record_line_is_one_line_and_reads_back_equal() -> None:
-    line = record_line(RECORD)
+    line = record_line(RECORD).decode()
     assert "\n" not in line
     assert record_of_line(line) == RECORD
 
@@ -42,7 +42,7 @@ def test_cost_time_and_names_survive_the_line_exactly(
     cost: Decimal, at: datetime, feature: str
 ) -> None:
     record = SpendRecord("i", at, "ns", feature, "t", "p", "m", "r", Usage(1, 2, 0), cost)
-    back = record_of_line(record_line(record))
+    back = record_of_line(record_line(record).decode())
     assert back == record
     assert str(back.cost) == str(cost)
 
@@ -58,7 +58,7 @@ def _mutated(**changes: object) -> str:
     [
         "",
         "[1, 2]",
-        record_line(RECORD)[:40],  # a write torn by a crash
+        record_line(RECORD)[:40].decode(),  # a write torn by a crash
         _mutated(v=2),
         _mutated(id=None),
         _mutated(cost="12,5"),
