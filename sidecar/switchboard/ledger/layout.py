@@ -234,6 +234,15 @@ def _call(
     )
 
 
+def resp_command(args: Sequence[str]) -> bytes:
+    """A Redis command as the RESP protocol sends it: an array of bulk strings."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg.encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
 def _totals(counters: Mapping[str, int]) -> Totals:
     return Totals(
         cost=dollars(counters.get("usd", 0), counters.get("pico_usd", 0)),

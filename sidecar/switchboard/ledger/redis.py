@@ -10,7 +10,7 @@ answered without a round trip to Redis. The applier takes everything recorded si
 batch (renaming the outbox file, `Outbox.rotate`) and applies it in one round trip, one script
 call per namespace, so that under load many records share a round trip; the records of a batch
 are kept in memory beside their file, so that it is read back only after a crash or an outage.
-Redis sees a record about 10 ms after the answer (`APPLY_LINGER_SECONDS`, so that the records of
+Redis sees a record about 50 ms after the answer (`APPLY_LINGER_SECONDS`, so that the records of
 the same moment share a batch), or a round trip later under load.
 
 When Redis is unreachable or fails, the batch stays in the outbox, which is fsync'd, and until a
@@ -42,6 +42,7 @@ from switchboard.ledger.layout import (
     ScriptCall,
     apply_calls,
     record_windows,
+    resp_command,
     window_key,
     window_totals,
 )
@@ -57,12 +58,14 @@ POOL_WAIT_SECONDS = 1.0
 CLOSE_TIMEOUT_SECONDS = 10.0
 """Bound on the replay at shutdown; what it leaves stays in the outbox for the next start."""
 REPLAY_BATCH = MAX_RECORDS_PER_CALL
-APPLY_LINGER_SECONDS = 0.01
+APPLY_LINGER_SECONDS = 0.05
 """How long the applier waits after a record arrives before it takes a batch: the records of
 that moment share one round trip (and one rename of the outbox file) instead of each paying
-for its own, and the answers never wait for it. Measured (bench/README.md): 10 ms instead of
-2 ms took a saturated sidecar from 444 to 403 µs of CPU a request; other sidecars see the
-spend 10 ms later, which budget leases make harmless."""
+for its own, and the answers never wait for it. A batch costs the event loop ~400 µs of CPU
+whatever its size (file calls, the round trip), and a request whose answer arrives meanwhile
+waits for it: at 10 ms, one request in ten at concurrency 1 did (bench/README.md, eighth
+pass). Other sidecars and the operator see the spend 50 ms later, which budget leases make
+harmless."""
 REDIS_TROUBLE = (RedisError, OSError, TimeoutError)
 """What "Redis is unreachable or failed" looks like: the record goes to the outbox."""
 
@@ -273,15 +276,30 @@ class RedisLedger:
         except NoScriptError:  # Redis restarted or was flushed: load the script, once
             await self._redis.script_load(APPLY_SCRIPT)
             applied = await self._evalsha_all(calls)  # (records applied before count once)
-        return sum(int(result) for result in applied)
+        return sum(applied)
 
     async def _evalsha_all(self, calls: Sequence[ScriptCall]) -> list[int]:
-        # EVALSHA straight into the pipeline: redis-py's Script objects would first ask Redis
-        # whether the script exists, a second round trip on every batch.
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for call in calls:
-                pipe.evalsha(self._apply_sha, len(call.keys), *call.keys, *call.args)
-            return await pipe.execute()
+        """One round trip: EVALSHA per call, packed here and written at once on one pooled
+        connection. (redis-py's pipeline packed the ~1,000 arguments of a busy batch one by
+        one: most of the applier's CPU. Its Script objects would also ask Redis whether the
+        script exists first, a second round trip on every batch.)"""
+        pool = self._redis.connection_pool
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await connection.send_packed_command(
+                b"".join(
+                    resp_command(("EVALSHA", self._apply_sha, str(len(c.keys)), *c.keys, *c.args))
+                    for c in calls
+                )
+            )
+            replies = [await connection.read_response() for _ in calls]
+        except BaseException:
+            # Replies may be left unread on it (an error reply raises at once): never reuse it.
+            await connection.disconnect(nowait=True)
+            raise
+        finally:
+            await pool.release(connection)
+        return [int(reply) for reply in replies]
 
     async def _went_down(self, exc: BaseException) -> None:
         if not self._down:

@@ -6,6 +6,10 @@ from decimal import Decimal
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from redis.asyncio.connection import (
+    Connection,
+    Encoder,  # type: ignore[attr-defined]
+)
 
 from switchboard.budget.periods import window_of
 from switchboard.ledger.base import SpendRecord, Totals, WindowTotals
@@ -16,6 +20,7 @@ from switchboard.ledger.layout import (
     apply_calls,
     dollars,
     picodollars,
+    resp_command,
     split_picodollars,
     window_key,
     window_totals,
@@ -196,3 +201,10 @@ def test_window_totals_sums_the_model_slices_split_at_the_last_colon() -> None:
 
 def test_window_totals_of_a_missing_hash_is_zero() -> None:
     assert window_totals({}) == WindowTotals()
+
+
+@given(st.lists(st.text(), max_size=20))
+def test_a_packed_command_is_the_bytes_redis_py_sends(args: list[str]) -> None:
+    packer = Connection(encoder_class=Encoder)
+    command = ("EVALSHA", *args)
+    assert resp_command(command) == b"".join(packer.pack_command(*command))
