@@ -10,7 +10,7 @@ answered without a round trip to Redis. The applier takes everything recorded si
 batch (renaming the outbox file, `Outbox.rotate`) and applies it in one round trip, one script
 call per namespace, so that under load many records share a round trip; the records of a batch
 are kept in memory beside their file, so that it is read back only after a crash or an outage.
-Redis sees a record about 50 ms after the answer (`APPLY_LINGER_SECONDS`, so that the records of
+Redis sees a record about 20 ms after the answer (`APPLY_LINGER_SECONDS`, so that the records of
 the same moment share a batch), or a round trip later under load.
 
 When Redis is unreachable or fails, the batch stays in the outbox, which is fsync'd, and until a
@@ -57,13 +57,14 @@ POOL_WAIT_SECONDS = 1.0
 CLOSE_TIMEOUT_SECONDS = 10.0
 """Bound on the replay at shutdown; what it leaves stays in the outbox for the next start."""
 REPLAY_BATCH = MAX_RECORDS_PER_CALL
-APPLY_LINGER_SECONDS = 0.05
+APPLY_LINGER_SECONDS = 0.02
 """How long the applier waits after a record arrives before it takes a batch: the records of
 that moment share one round trip (and one rename of the outbox file) instead of each paying
-for its own, and the answers never wait for it. A batch costs the event loop ~400 µs of CPU
-whatever its size (file calls, the round trip), and a request whose answer arrives meanwhile
-waits for it: at 10 ms, one request in ten at concurrency 1 did (bench/README.md, eighth
-pass). Other sidecars and the operator see the spend 50 ms later, which budget leases make
+for its own, and the answers never wait for it. A batch costs the event loop ~220 µs of CPU
+whatever its size (file calls, the round trip) and Redis ~110 µs per script call of up to
+`APPLY_SLICE` records; a request whose answer arrives meanwhile waits. At concurrency 1, 20 ms
+gave a lower p99 than 10 ms (more batches) and 50 ms (longer ones) (bench/README.md, eighth
+pass). Other sidecars and the operator see the spend 20 ms later, which budget leases make
 harmless."""
 APPLY_SLICE = 16
 """Records packed per turn of the event loop (~60 µs of CPU here), and per script call."""

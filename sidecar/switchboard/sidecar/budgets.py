@@ -86,6 +86,7 @@ class BudgetTracker:
         self._reserved: dict[str, Decimal] = {}
         self._leased: dict[tuple[str, str], tuple[Window, Decimal]] = {}
         self._windows: dict[tuple[Period, date], Window] = {}
+        self._published_limits: dict[tuple[str, str, str], Decimal] = {}
 
     def _window(self, period: Period, now: datetime) -> Window:
         """`window_of`, computed once per period and UTC day (the request path asks often)."""
@@ -196,7 +197,10 @@ class BudgetTracker:
     def _publish(self, budget: BudgetConfig, spent: Decimal) -> None:
         labels = (budget.name, budget.spec.feature, budget.spec.team or "")
         self._metrics.budget_spent.labels(*labels).set(float(spent))
-        self._metrics.budget_limit.labels(*labels).set(float(budget.spec.limit_usd))
+        limit = budget.spec.limit_usd
+        if self._published_limits.get(labels) != limit:  # (every request books spend)
+            self._published_limits[labels] = limit
+            self._metrics.budget_limit.labels(*labels).set(float(limit))
 
     async def _refresh(self, budgets: tuple[BudgetConfig, ...], now: datetime) -> None:
         for budget in budgets:
