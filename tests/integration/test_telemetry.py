@@ -34,6 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from switchboard.pricing.catalog import catalog_price
 from switchboard.sidecar.app import SidecarSettings, create_app
+from switchboard.sidecar.deps import BACKLOG_SECONDS
 from switchboard.sidecar.reload import ConfigSource
 from switchboard.telemetry.metrics import Metrics
 from switchboard.telemetry.tracing import Tracing
@@ -391,6 +392,19 @@ async def test_streamed_chat_span_carries_usage_and_cost(start: Start) -> None:
     )
     assert attribute(client, "switchboard.attempt") == 1
     assert attribute(client, "gen_ai.provider.name") == "primary"
+
+
+async def test_spans_are_recorded_while_the_next_request_waits_or_soon_after(
+    start: Start,
+) -> None:
+    sidecar = await start()
+    await sidecar.client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    await sidecar.client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    # The first request's spans were built while the second waited for its provider.
+    assert len([s for s in sidecar.spans() if s.kind == SpanKind.SERVER]) >= 1
+    # With no request after it, the last one's spans follow within BACKLOG_SECONDS.
+    await asyncio.sleep(BACKLOG_SECONDS + 0.02)
+    assert len([s for s in sidecar.spans() if s.kind == SpanKind.SERVER]) == 2
 
 
 async def test_stream_broken_after_its_first_byte_marks_the_server_span(

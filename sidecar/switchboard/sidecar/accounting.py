@@ -125,8 +125,8 @@ def count(call: Call, provider: str, model: str, status: int) -> None:
 
 def finished(call: Call, deps: Deps, seconds: float, end_ns: int) -> None:
     """What is recorded of a request once its answer is out (run at the loop's turn after
-    `pipeline.run` returned it): the request counter, the overhead and duration histograms and
-    the request's spans."""
+    `pipeline.run` returned it): the request counter, the overhead and duration histograms, and
+    its spans when the sidecar next waits for a provider (`Deps.when_idle`)."""
     route = call.route.name
     metrics = deps.metrics
     if call.counted is not None:
@@ -139,7 +139,7 @@ def finished(call: Call, deps: Deps, seconds: float, end_ns: int) -> None:
     if call.status is not None:
         metrics.duration.labels(call.facts.feature, route, str(call.status)).observe(seconds)
     if deps.tracer.records:
-        record_spans(call, deps.tracer, end_ns)
+        deps.when_idle(record_spans, call, deps.tracer, end_ns)
 
 
 def answered(

@@ -106,6 +106,7 @@ def create_app(
         await deps.budgets.close()
         await deps.upstream.close()
         await deps.ledger.close()
+        deps.backlog.run()
         if tracing is not None:
             tracing.shutdown()
 

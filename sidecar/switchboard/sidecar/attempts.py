@@ -94,6 +94,8 @@ async def _attempt(call: Call, model: ModelRuntime, deps: Deps) -> Outcome:
     note = AttemptNote(model, call.attempts, time.time_ns())
     call.tried.append(note)
     begun = time.perf_counter()
+    if deps.backlog:  # it runs once this request is sent, while the provider works
+        deps.soon(deps.backlog.run)
     try:
         outcome = await _exchange(call, model, payload, deps.upstream)
     except Exception as exc:
