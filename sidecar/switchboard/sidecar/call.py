@@ -2,7 +2,7 @@
 
 A `Call` is built by `intake.incoming_call` once the request is valid and routed; the attempt
 loop updates its counters (attempts, upstream time, spend, budget holds, failures), and what its
-spans will say is noted on it as it happens (`sidecar/trace.py` builds them once the answer is
+spans will say is noted on it as it happens (`request_spans` builds them once the answer is
 out). An `OpenStream` owns an upstream response until it is relayed.
 """
 
