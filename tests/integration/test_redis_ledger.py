@@ -121,8 +121,10 @@ def outbox_lines(path: Path) -> list[str]:
 
 
 def drained(path: Path) -> Callable[[], bool]:
+    """Nothing waits: no `.replaying` file, and the outbox is empty (the applier creates the
+    next one as it takes a batch) or gone."""
     replaying = path.with_name(path.name + ".replaying")
-    return lambda: not path.exists() and not replaying.exists()
+    return lambda: not replaying.exists() and (not path.exists() or path.stat().st_size == 0)
 
 
 # exactness

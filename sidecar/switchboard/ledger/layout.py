@@ -42,9 +42,9 @@ part stays far below 2^53, where Lua's numbers are exact.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal
+from typing import NamedTuple
 
 from switchboard.budget.periods import PERIODS, Window, window_of
 from switchboard.ledger.base import SpendRecord, Totals, WindowTotals, breakdown_key
@@ -165,12 +165,21 @@ MAX_RECORDS_PER_CALL = 500
 """Records in one APPLY_SCRIPT call: Redis runs a script alone, so a call stays short."""
 
 
-@dataclass(frozen=True, slots=True)
-class ScriptCall:
-    """The keys and arguments of one APPLY_SCRIPT call."""
+class PackedRecord(NamedTuple):
+    """One record's part of an APPLY_SCRIPT call, already in RESP (`packed_record`): a batch
+    then only joins bytes, and the packing can happen when the sidecar has nothing to do."""
 
-    keys: tuple[str, ...]
-    args: tuple[str, ...]
+    namespace: str
+    window_keys: tuple[str, ...]
+    """The hashes of its feature's daily, weekly and monthly windows: the records with the
+    same ones form a group in a call, which names them once."""
+    expiries: tuple[str, ...]
+    """When those hashes expire (EXPIREAT, Unix seconds)."""
+    key: bytes
+    """The record's key, as a RESP bulk string."""
+    args: bytes
+    """Its arguments after the group number (model slice, the cost's two parts, the three
+    token counts, one request), as RESP bulk strings."""
 
 
 def record_windows(at: datetime) -> tuple[Window, ...]:
@@ -178,69 +187,76 @@ def record_windows(at: datetime) -> tuple[Window, ...]:
     return tuple(window_of(period, at) for period in PERIODS)
 
 
-def apply_calls(
+def packed_record(
     prefix: str,
-    records: Sequence[SpendRecord],
+    record: SpendRecord,
     windows_of: Callable[[datetime], Sequence[Window]] = record_windows,
-) -> list[ScriptCall]:
-    """The APPLY_SCRIPT calls that add `records` to the daily, weekly and monthly windows of
-    their time: one per namespace (all keys of a call share its hash slot), of at most
-    `MAX_RECORDS_PER_CALL` records. `windows_of` is `record_windows` (a caller may keep its
-    answers for a day)."""
-    by_namespace: dict[str, list[SpendRecord]] = {}
+) -> PackedRecord:
+    """`record` ready for `apply_commands`. `windows_of` is `record_windows` (a caller may keep
+    its answers for a day). Raises ValueError for a cost that is no amount."""
+    usd, pico = split_picodollars(picodollars(record.cost))
+    usage = record.usage
+    args = (
+        MODEL_SLICE_PREFIX + breakdown_key(record),
+        str(usd),
+        str(pico),
+        str(usage.input_tokens),
+        str(usage.output_tokens),
+        str(usage.cached_input_tokens),
+        "1",
+    )
+    windows = windows_of(record.at)
+    return PackedRecord(
+        record.namespace,
+        tuple(window_key(prefix, record.namespace, record.feature, w) for w in windows),
+        tuple(str(int((w.end + WINDOW_RETENTION).timestamp())) for w in windows),
+        _bulk(record_key(prefix, record.namespace, record.id)),
+        b"".join(map(_bulk, args)),
+    )
+
+
+def apply_commands(sha: str, records: Sequence[PackedRecord]) -> list[bytes]:
+    """The EVALSHA commands (RESP) of the APPLY_SCRIPT calls that add `records` to the daily,
+    weekly and monthly windows of their time: one per namespace (all keys of a call share its
+    hash slot), of at most `MAX_RECORDS_PER_CALL` records."""
+    by_namespace: dict[str, list[PackedRecord]] = {}
     for record in records:
         by_namespace.setdefault(record.namespace, []).append(record)
     return [
-        _call(prefix, namespace, batch[start : start + MAX_RECORDS_PER_CALL], windows_of)
-        for namespace, batch in by_namespace.items()
+        _command(sha, batch[start : start + MAX_RECORDS_PER_CALL])
+        for batch in by_namespace.values()
         for start in range(0, len(batch), MAX_RECORDS_PER_CALL)
     ]
 
 
-def _call(
-    prefix: str,
-    namespace: str,
-    records: Sequence[SpendRecord],
-    windows_of: Callable[[datetime], Sequence[Window]],
-) -> ScriptCall:
-    groups: dict[tuple[str, tuple[Window, ...]], int] = {}
+def _command(sha: str, records: Sequence[PackedRecord]) -> bytes:
+    groups: dict[tuple[str, ...], bytes] = {}
     window_keys: list[str] = []
     expiries: list[str] = []
-    record_keys: list[str] = []
-    per_record: list[str] = []
+    per_record: list[bytes] = []
     for record in records:
-        windows = tuple(windows_of(record.at))
-        group = groups.get((record.feature, windows))
+        group = groups.get(record.window_keys)
         if group is None:
-            group = groups[(record.feature, windows)] = len(groups) + 1
-            window_keys += (window_key(prefix, namespace, record.feature, w) for w in windows)
-            expiries += (str(int((w.end + WINDOW_RETENTION).timestamp())) for w in windows)
-        usd, pico = split_picodollars(picodollars(record.cost))
-        usage = record.usage
-        record_keys.append(record_key(prefix, namespace, record.id))
-        per_record += (
-            str(group),
-            MODEL_SLICE_PREFIX + breakdown_key(record),
-            str(usd),
-            str(pico),
-            str(usage.input_tokens),
-            str(usage.output_tokens),
-            str(usage.cached_input_tokens),
-            "1",
+            group = groups[record.window_keys] = _bulk(str(len(groups) + 1))
+            window_keys += record.window_keys
+            expiries += record.expiries
+        per_record += (group, record.args)
+    keys = len(window_keys) + len(records)
+    size = 3 + keys + 2 + len(expiries) + 8 * len(records)
+    return b"".join(
+        (
+            b"*%d\r\n" % size,
+            *map(_bulk, ("EVALSHA", sha, str(keys), *window_keys)),
+            *(record.key for record in records),
+            *map(_bulk, (str(RECORD_TTL_SECONDS), str(len(groups)), *expiries)),
+            *per_record,
         )
-    return ScriptCall(
-        (*window_keys, *record_keys),
-        (str(RECORD_TTL_SECONDS), str(len(groups)), *expiries, *per_record),
     )
 
 
-def resp_command(args: Sequence[str]) -> bytes:
-    """A Redis command as the RESP protocol sends it: an array of bulk strings."""
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg.encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
+def _bulk(arg: str) -> bytes:
+    data = arg.encode()
+    return b"$%d\r\n%s\r\n" % (len(data), data)
 
 
 def _totals(counters: Mapping[str, int]) -> Totals:

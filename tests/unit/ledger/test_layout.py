@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import NamedTuple
 
+import hiredis
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,10 +19,10 @@ from switchboard.ledger.layout import (
     MAX_RECORDS_PER_CALL,
     PICO_PER_USD,
     RECORD_TTL_SECONDS,
-    apply_calls,
+    apply_commands,
     dollars,
+    packed_record,
     picodollars,
-    resp_command,
     split_picodollars,
     window_key,
     window_totals,
@@ -100,6 +102,31 @@ def test_dollars_of_a_huge_sum_is_still_exact() -> None:
 
 
 # keys and script arguments
+
+SHA = "0" * 40
+
+
+class ScriptCall(NamedTuple):
+    keys: tuple[str, ...]
+    args: tuple[str, ...]
+
+
+def parsed(command: bytes) -> list[str]:
+    """A command's arguments, read back from its RESP bytes by hiredis."""
+    reader = hiredis.Reader()
+    reader.feed(command)
+    parts = reader.gets()
+    assert reader.gets() is False, "one command, nothing after it"
+    return [part.decode() for part in parts]
+
+
+def apply_calls(prefix: str, records: list[SpendRecord]) -> list[ScriptCall]:
+    calls = []
+    for command in apply_commands(SHA, [packed_record(prefix, r) for r in records]):
+        name, sha, count, *rest = parsed(command)
+        assert (name, sha) == ("EVALSHA", SHA)
+        calls.append(ScriptCall(tuple(rest[: int(count)]), tuple(rest[int(count) :])))
+    return calls
 
 
 def test_a_call_names_the_three_windows_then_the_record_all_in_one_hash_slot() -> None:
@@ -203,8 +230,22 @@ def test_window_totals_of_a_missing_hash_is_zero() -> None:
     assert window_totals({}) == WindowTotals()
 
 
-@given(st.lists(st.text(), max_size=20))
-def test_a_packed_command_is_the_bytes_redis_py_sends(args: list[str]) -> None:
+@given(
+    st.lists(
+        st.tuples(st.text(min_size=1), st.text(), st.text(min_size=1), st.sampled_from("ab")),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_a_command_is_the_bytes_redis_py_sends_for_its_arguments(
+    names: list[tuple[str, str, str, str]],
+) -> None:
     packer = Connection(encoder_class=Encoder)
-    command = ("EVALSHA", *args)
-    assert resp_command(command) == b"".join(packer.pack_command(*command))
+    records = [
+        record()._replace(id=f"r{i}", feature=feature, team=team, model=model, namespace=ns)
+        for i, (feature, team, model, ns) in enumerate(names)
+    ]
+    commands = apply_commands(SHA, [packed_record("sb", r) for r in records])
+    assert len(commands) == len({r.namespace for r in records})
+    for command in commands:
+        assert command == b"".join(packer.pack_command(*parsed(command)))
