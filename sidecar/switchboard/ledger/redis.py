@@ -168,6 +168,8 @@ class RedisLedger:
         self._wake.set()
 
     def _pack(self, batch: list[SpendRecord | PackedRecord], index: int) -> None:
+        # (`batch` is never shortened: a batch taken, or dropped when Redis goes down, is
+        # replaced by a new list, so the record is still at `index`.)
         batch[index] = self._packed(batch[index])
 
     def _packed(self, record: SpendRecord | PackedRecord) -> PackedRecord:
@@ -336,5 +338,5 @@ class RedisLedger:
             )
         self._down = True
         self._batch_complete = False
-        self._batch.clear()
+        self._batch = []
         await self._outbox.sync()
